@@ -1,0 +1,69 @@
+"""Prometheus metrics of the bus layer (default registry).
+
+Label children are bound once here: ``.labels(...)`` on the hot path costs
+four times a bound ``.inc()``. Labels stay low-cardinality (result, reason,
+priority); never a device id or subject.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PUBLISH_RESULTS: Final = ("stored", "duplicate", "spooled", "refused", "failed")
+RETRY_REASONS: Final = ("timeout", "no_responders", "disconnected", "api_error")
+REFUSE_REASONS: Final = ("full", "io_error")
+PRIORITIES: Final = ("fire", "other")
+
+_publish_total = Counter(
+    "firegate_publish_total",
+    "Events handed to the publisher, by outcome (stored/duplicate in JetStream, spooled "
+    "locally, refused by a full spool, failed on a spool I/O error).",
+    ["result"],
+)
+publish_result: Final = {r: _publish_total.labels(result=r) for r in PUBLISH_RESULTS}
+
+publish_latency: Final = Histogram(
+    "firegate_publish_latency_seconds",
+    "Time from publish() to a durable outcome (JetStream ack or spool fsync).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+_publish_retries_total = Counter(
+    "firegate_publish_retries_total",
+    "JetStream publish attempts that failed and were retried or spooled, by reason.",
+    ["reason"],
+)
+publish_retry: Final = {r: _publish_retries_total.labels(reason=r) for r in RETRY_REASONS}
+
+_spool_records = Gauge(
+    "firegate_spool_depth_records", "Records waiting in the local spool.", ["priority"]
+)
+spool_records: Final = {p: _spool_records.labels(priority=p) for p in PRIORITIES}
+
+_spool_bytes = Gauge("firegate_spool_depth_bytes", "Bytes waiting in the local spool.", ["priority"])
+spool_bytes: Final = {p: _spool_bytes.labels(priority=p) for p in PRIORITIES}
+
+_spool_refused_total = Counter(
+    "firegate_spool_refused_total",
+    "Records the spool did not take, by reason (full: non-fire past the bound; io_error).",
+    ["reason"],
+)
+spool_refused: Final = {r: _spool_refused_total.labels(reason=r) for r in REFUSE_REASONS}
+
+spool_discarded_bytes: Final = Counter(
+    "firegate_spool_discarded_bytes_total",
+    "Spool bytes skipped as torn or corrupt (a record cut by a crash, or damaged on disk).",
+)
+
+_spool_replayed_total = Counter(
+    "firegate_spool_replayed_total",
+    "Spooled records delivered to JetStream by the replayer, by result.",
+    ["result"],
+)
+spool_replayed: Final = {r: _spool_replayed_total.labels(result=r) for r in ("stored", "duplicate")}
+
+nats_connected: Final = Gauge(
+    "firegate_nats_connected", "1 while the NATS client is connected, else 0."
+)

@@ -1,0 +1,293 @@
+"""The application data unit (spec §2, §3): type flag, object count, objects.
+
+Parsing is sequential per type (D12). Where a peer adds or omits time tags (D10), the layout is
+told apart by length arithmetic: remaining = n x body, n x (body + 6), or n x body + 6.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any
+
+from firegate.codecs.gb26875.errors import DataUnitError, EncodeError
+from firegate.codecs.gb26875.fastpath import FlatCodec, flat_codec
+from firegate.codecs.gb26875.objects import OBJECT_CLASSES, InfoObject
+from firegate.codecs.gb26875.structs import BODIES, TIMED
+from firegate.codecs.gb26875.tables import TypeFlag, name_of
+from firegate.codecs.gb26875.text import decode_text
+from firegate.codecs.gb26875.timetag import TimeTag
+
+HEARTBEAT_BYTE = 0x16  # the one-byte "handshake" payload some UITDs send (spec §8)
+
+
+class TimeLayout(Enum):
+    PER_OBJECT = "per_object"  # a tag after every body
+    NONE = "none"  # no tags
+    TRAILING = "trailing"  # one tag after all bodies (a vendor variant, D10)
+
+
+@dataclass(frozen=True, slots=True)
+class DataUnit:
+    """A decoded data unit. `objects` is empty for user-defined and reserved types (see `raw`).
+
+    `vendor_times` holds tags a peer appended to types that have none in the standard.
+    """
+
+    type: int
+    objects: tuple[InfoObject, ...]
+    raw: bytes
+    layout: TimeLayout = TimeLayout.NONE
+    vendor_times: tuple[TimeTag, ...] = ()
+    heartbeat: bool = False
+
+    @property
+    def type_name(self) -> str:
+        return name_of(TypeFlag, self.type)
+
+    @property
+    def known(self) -> bool:
+        return self.type in OBJECT_CLASSES
+
+
+_TIME = object()
+_TEXT = object()
+_Converter = object | None
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeCodec:
+    cls: type[InfoObject]
+    body_size: int | None  # None: variable (types 6, 26)
+    timed: bool
+    plain: FlatCodec | None  # body only
+    tagged: FlatCodec | None  # body + time tag
+    converters: tuple[_Converter, ...]
+
+
+def _converter(name: str) -> _Converter:
+    if name in ("time", "start_time"):
+        return _TIME
+    if name == "description":
+        return _TEXT
+    return None
+
+
+def _make_codec(type_flag: int) -> _TypeCodec:
+    body = BODIES[type_flag]
+    plain = flat_codec(body)
+    tagged = flat_codec(body, extra="6s", extra_names=("time",)) if plain else None
+    names = tuple(str(sub.name) for sub in body.subcons)
+    return _TypeCodec(
+        cls=OBJECT_CLASSES[type_flag],
+        body_size=plain.size if plain else None,
+        timed=type_flag in TIMED,
+        plain=plain,
+        tagged=tagged,
+        converters=tuple(_converter(n) for n in names),
+    )
+
+
+CODECS: dict[int, _TypeCodec] = {t: _make_codec(t) for t in BODIES}
+
+
+def _build_object(codec: _TypeCodec, values: Sequence[Any], tag: bytes | None) -> InfoObject:
+    args: list[Any] = []
+    for conv, value in zip(codec.converters, values, strict=False):
+        if conv is None:
+            args.append(value)
+        elif conv is _TEXT:
+            args.append(decode_text(value))
+            args.append(bytes(value))
+        else:
+            args.append(TimeTag.from_bytes(value))
+    if codec.timed:
+        args.append(TimeTag.from_bytes(tag) if tag is not None else None)
+    return codec.cls(*args)
+
+
+def decode_data_unit(adu: bytes) -> DataUnit | None:
+    """Decode a data unit. Empty (a heartbeat) gives None; unknown types give raw bytes."""
+    size = len(adu)
+    if size == 0:
+        return None
+    type_flag = adu[0]
+    if size == 1:
+        return DataUnit(type=type_flag, objects=(), raw=bytes(adu), heartbeat=True)
+    codec = CODECS.get(type_flag)
+    if codec is None:
+        return DataUnit(type=type_flag, objects=(), raw=bytes(adu))
+    count = adu[1]
+    if codec.body_size is None:
+        return _decode_variable(codec, type_flag, count, adu)
+    return _decode_fixed(codec, type_flag, count, adu)
+
+
+def _decode_fixed(codec: _TypeCodec, type_flag: int, count: int, adu: bytes) -> DataUnit:
+    assert codec.plain is not None and codec.tagged is not None and codec.body_size is not None
+    remaining = len(adu) - 2
+    body = codec.body_size
+    if remaining == count * (body + 6):
+        layout = TimeLayout.PER_OBJECT
+    elif remaining == count * body:
+        layout = TimeLayout.NONE
+    elif remaining == count * body + 6 and count > 0:
+        layout = TimeLayout.TRAILING
+    else:
+        raise DataUnitError(
+            f"type {type_flag}: {remaining} bytes for {count} objects of {body} bytes "
+            f"(with or without 6-byte time tags)",
+            data=bytes(adu),
+            offset=2,
+        )
+    objects: list[InfoObject] = []
+    vendor: list[TimeTag] = []
+    offset = 2
+    if layout is TimeLayout.PER_OBJECT:
+        unpack = codec.tagged.codec.unpack_from
+        step = body + 6
+        for _ in range(count):
+            values = unpack(adu, offset)
+            offset += step
+            if codec.timed:
+                objects.append(_build_object(codec, values[:-1], values[-1]))
+            else:
+                objects.append(_build_object(codec, values[:-1], None))
+                vendor.append(TimeTag.from_bytes(values[-1]))
+    else:
+        unpack = codec.plain.codec.unpack_from
+        trailing = adu[-6:] if layout is TimeLayout.TRAILING else None
+        for _ in range(count):
+            values = unpack(adu, offset)
+            offset += body
+            objects.append(_build_object(codec, values, trailing if codec.timed else None))
+        if trailing is not None and not codec.timed:
+            vendor.append(TimeTag.from_bytes(trailing))
+    return DataUnit(type_flag, tuple(objects), bytes(adu), layout, tuple(vendor))
+
+
+def _read_variable(codec: _TypeCodec, adu: bytes, count: int, tags: bool) -> tuple[list[Any], int] | None:
+    """Parse `count` length-prefixed objects; returns (values per object, end offset) or None."""
+    prefix = len(codec.converters) - 1  # fixed single-byte fields before the text
+    offset = 2
+    rows: list[Any] = []
+    for _ in range(count):
+        if offset + prefix + 1 > len(adu):
+            return None
+        head = list(adu[offset : offset + prefix])
+        text_len = adu[offset + prefix]
+        start = offset + prefix + 1
+        end = start + text_len
+        tag_end = end + (6 if tags else 0)
+        if tag_end > len(adu):
+            return None
+        rows.append((head, adu[start:end], adu[end:tag_end] if tags else None))
+        offset = tag_end
+    return rows, offset
+
+
+def _decode_variable(codec: _TypeCodec, type_flag: int, count: int, adu: bytes) -> DataUnit:
+    layout = TimeLayout.NONE
+    parsed = _read_variable(codec, adu, count, tags=False)
+    if parsed is None or parsed[1] != len(adu):
+        tagged = _read_variable(codec, adu, count, tags=True)
+        if tagged is not None and tagged[1] == len(adu):
+            parsed, layout = tagged, TimeLayout.PER_OBJECT
+        elif parsed is not None and parsed[1] + 6 == len(adu) and count > 0:
+            layout = TimeLayout.TRAILING
+        else:
+            raise DataUnitError(
+                f"type {type_flag}: {len(adu) - 2} bytes do not hold {count} length-prefixed objects",
+                data=bytes(adu),
+                offset=2,
+            )
+    rows, _ = parsed
+    objects = tuple(_build_object(codec, [*head, text], None) for head, text, _tag in rows)
+    if layout is TimeLayout.PER_OBJECT:
+        vendor = tuple(TimeTag.from_bytes(tag) for _h, _t, tag in rows)
+    elif layout is TimeLayout.TRAILING:
+        vendor = (TimeTag.from_bytes(adu[-6:]),)
+    else:
+        vendor = ()
+    return DataUnit(type_flag, objects, bytes(adu), layout, vendor)
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+
+
+def _object_values(obj: InfoObject, timed: bool) -> tuple[list[Any], TimeTag | None]:
+    """The body's field values in Construct order, and the trailing time tag of timed types."""
+    values: list[Any] = []
+    tag: TimeTag | None = None
+    for f in fields(obj):
+        name = f.name
+        value = getattr(obj, name)
+        if name == "description":
+            continue
+        if name == "description_raw":
+            values.append(value)
+        elif timed and name == "time":
+            tag = value
+        elif isinstance(value, TimeTag):
+            values.append(value.raw)
+        else:
+            values.append(value)
+    return values, tag
+
+
+def encode_data_unit(
+    type_flag: int,
+    objects: Sequence[InfoObject],
+    *,
+    layout: TimeLayout | None = None,
+    vendor_times: Sequence[TimeTag] = (),
+) -> bytes:
+    """Encode objects of one type. Timed types write each object's `time` (now, if None)."""
+    codec = CODECS.get(type_flag)
+    if codec is None:
+        raise EncodeError(f"type {type_flag} has no object layout; send its raw bytes", value=type_flag)
+    if len(objects) > 255:
+        raise EncodeError(f"{len(objects)} objects do not fit one data unit", value=len(objects))
+    if layout is None:
+        layout = TimeLayout.PER_OBJECT if codec.timed else TimeLayout.NONE
+    out = bytearray((type_flag, len(objects)))
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, codec.cls):
+            raise EncodeError(f"type {type_flag} takes {codec.cls.__name__}, got {obj!r}", value=obj)
+        values, tag = _object_values(obj, codec.timed)
+        try:
+            if codec.plain is not None:
+                out += codec.plain.codec.pack(*values)
+            else:
+                *head, text = values
+                if len(text) > 255:
+                    raise EncodeError(f"description of {len(text)} bytes exceeds 255", value=text)
+                out += bytes(head) + bytes((len(text),)) + text
+        except (struct.error, ValueError) as e:
+            if isinstance(e, EncodeError):
+                raise
+            raise EncodeError(f"type {type_flag}: {e}: {obj!r}", value=obj) from e
+        if layout is TimeLayout.PER_OBJECT:
+            if codec.timed:
+                out += (tag or TimeTag.now()).raw
+            else:
+                out += vendor_times[index].raw
+    if layout is TimeLayout.TRAILING:
+        out += (vendor_times[0] if vendor_times else _first_tag(objects)).raw
+    if len(out) > 1024:
+        raise EncodeError(f"data unit of {len(out)} bytes exceeds 1024", value=len(out))
+    return bytes(out)
+
+
+def _first_tag(objects: Sequence[InfoObject]) -> TimeTag:
+    tag = getattr(objects[0], "time", None) if objects else None
+    return tag if isinstance(tag, TimeTag) else TimeTag.now()
+
+
+def reencode(unit: DataUnit) -> bytes:
+    """Encode a decoded data unit again: identical bytes for every unit that decoded."""
+    if not unit.known or unit.heartbeat:
+        return unit.raw
+    return encode_data_unit(unit.type, unit.objects, layout=unit.layout, vendor_times=unit.vendor_times)

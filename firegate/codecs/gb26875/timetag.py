@@ -1,0 +1,64 @@
+"""The 6-byte time tag (spec §5): second, minute, hour, day, month, year-2000, no time zone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTag:
+    """A device time tag. `value` is None when the bytes are not a valid date (e.g. all zero):
+    such tags are kept raw and flagged, never rejected (devices send them)."""
+
+    raw: bytes
+    value: datetime | None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TimeTag:
+        hit = _CACHE.get(raw)
+        if hit is not None:
+            return hit
+        s, mi, h, d, mo, y = raw
+        try:
+            value: datetime | None = datetime(2000 + y, mo, d, h, mi, s)
+        except ValueError:
+            value = None
+        tag = cls(bytes(raw), value)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[tag.raw] = tag
+        return tag
+
+    @classmethod
+    def from_datetime(cls, when: datetime) -> TimeTag:
+        if not 2000 <= when.year <= 2255:
+            raise ValueError(f"year {when.year} cannot be sent in a GB/T 26875.3 time tag")
+        raw = bytes((when.second, when.minute, when.hour, when.day, when.month, when.year - 2000))
+        return cls.from_bytes(raw)
+
+    @classmethod
+    def now(cls) -> TimeTag:
+        # Devices and centers use local time (China Standard Time in practice), no zone on the wire.
+        return cls.from_datetime(datetime.now().replace(microsecond=0))
+
+    @property
+    def valid(self) -> bool:
+        return self.value is not None
+
+    @property
+    def is_zero(self) -> bool:
+        return not any(self.raw)
+
+    def isoformat(self) -> str | None:
+        return self.value.isoformat() if self.value is not None else None
+
+    def json_fields(self, key: str) -> dict[str, object]:
+        if self.value is not None:
+            return {key: self.value.isoformat()}
+        return {key: None, f"{key}_valid": False, f"{key}_raw": self.raw.hex()}
+
+
+# Tags repeat (every frame of one second shares one); a small cache spares a datetime per object.
+_CACHE: dict[bytes, TimeTag] = {}
+_CACHE_MAX = 2048

@@ -1,0 +1,87 @@
+"""Hypothesis strategies for GB/T 26875.3 objects and frames, built from the Construct bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from firegate.codecs.gb26875 import TimeTag, build_frame, encode_data_unit
+from firegate.codecs.gb26875.dataunit import CODECS
+from firegate.codecs.gb26875.objects import InfoObject
+from firegate.codecs.gb26875.structs import BODIES
+from firegate.codecs.gb26875.text import decode_text
+
+u8 = st.integers(0, 255)
+time_tags = st.binary(min_size=6, max_size=6).map(TimeTag.from_bytes)
+valid_time_tags = st.datetimes(
+    min_value=__import__("datetime").datetime(2000, 1, 1), max_value=__import__("datetime").datetime(2099, 12, 31)
+).map(lambda d: TimeTag.from_datetime(d.replace(microsecond=0)))
+
+_FORMATS = {"B": u8, "H": st.integers(0, 0xFFFF), "h": st.integers(-0x8000, 0x7FFF), "L": st.integers(0, 0xFFFFFFFF)}
+
+
+def _field_strategy(sub: Any) -> st.SearchStrategy[Any]:
+    from construct import Bytes, FormatField, Prefixed
+
+    inner = sub.subcon
+    if isinstance(inner, FormatField):
+        return _FORMATS[inner.fmtstr[1:]]
+    if isinstance(inner, Bytes) and inner.length == 6:
+        return time_tags
+    if isinstance(inner, Bytes):
+        return st.binary(min_size=inner.length, max_size=inner.length)
+    if isinstance(inner, Prefixed):
+        return st.binary(max_size=60)
+    raise AssertionError(f"no strategy for {sub}")
+
+
+@st.composite
+def objects(draw: st.DrawFn, type_flag: int) -> InfoObject:
+    codec = CODECS[type_flag]
+    args: list[Any] = []
+    for sub in BODIES[type_flag].subcons:
+        value = draw(_field_strategy(sub))
+        if sub.name == "description":
+            args += [decode_text(value), value]
+        else:
+            args.append(value)
+    if codec.timed:
+        args.append(draw(time_tags))
+    return codec.cls(*args)
+
+
+def max_objects(type_flag: int) -> int:
+    codec = CODECS[type_flag]
+    body = codec.body_size or 70
+    return max(1, min(8, 1022 // (body + 6)))
+
+
+@st.composite
+def data_units(draw: st.DrawFn) -> tuple[int, list[InfoObject], bytes]:
+    type_flag = draw(st.sampled_from(sorted(BODIES)))
+    objs = draw(st.lists(objects(type_flag), min_size=1, max_size=max_objects(type_flag)))
+    return type_flag, objs, encode_data_unit(type_flag, objs)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["heartbeat", "objects", "user", "answer"]))
+    data = b""
+    command = 2
+    if kind == "objects":
+        _, _, data = draw(data_units())
+        command = draw(st.sampled_from([1, 2, 4, 5]))
+    elif kind == "user":
+        data = bytes([draw(st.integers(128, 254))]) + draw(st.binary(max_size=40))
+    elif kind == "answer":
+        command = draw(st.sampled_from([3, 6]))
+    return build_frame(
+        serial=draw(st.integers(0, 0xFFFF)),
+        command=command,
+        source=draw(st.integers(0, (1 << 48) - 1)),
+        destination=draw(st.integers(0, (1 << 48) - 1)),
+        data=data,
+        time=draw(time_tags),
+        version=(draw(u8), draw(u8)),
+    )
