@@ -14,11 +14,13 @@ from firegate.codecs.gb26875.text import decode_text
 
 u8 = st.integers(0, 255)
 time_tags = st.binary(min_size=6, max_size=6).map(TimeTag.from_bytes)
-valid_time_tags = st.datetimes(
-    min_value=__import__("datetime").datetime(2000, 1, 1), max_value=__import__("datetime").datetime(2099, 12, 31)
-).map(lambda d: TimeTag.from_datetime(d.replace(microsecond=0)))
 
-_FORMATS = {"B": u8, "H": st.integers(0, 0xFFFF), "h": st.integers(-0x8000, 0x7FFF), "L": st.integers(0, 0xFFFFFFFF)}
+_FORMATS = {
+    "B": u8,
+    "H": st.integers(0, 0xFFFF),
+    "h": st.integers(-0x8000, 0x7FFF),
+    "L": st.integers(0, 0xFFFFFFFF),
+}
 
 
 def _field_strategy(sub: Any) -> st.SearchStrategy[Any]:

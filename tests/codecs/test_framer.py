@@ -86,13 +86,15 @@ def test_mutated_streams(stream_frames: list[bytes], data: st.DataObject) -> Non
     for _ in range(data.draw(st.integers(1, 5))):
         i = data.draw(st.integers(0, len(stream) - 1))
         stream[i] = data.draw(st.integers(0, 255))
-    got, errors, framer = feed_all([bytes(stream)])
+    _, errors, framer = feed_all([bytes(stream)])
     assert all(isinstance(e, FrameError) for e in errors)
     assert framer.frames + len(errors) >= 0
 
 
 def test_bad_checksum_reports_serial_and_source_once() -> None:
-    bad = bytearray(build_frame(serial=77, command=2, source=889, destination=1, data=bytes([21, 1, 1]) + bytes(6)))
+    bad = bytearray(
+        build_frame(serial=77, command=2, source=889, destination=1, data=bytes([21, 1, 1]) + bytes(6))
+    )
     bad[-3] ^= 0xFF
     got, errors, _ = feed_all([bytes(bad) + HB])
     assert [f.raw for f in got] == [HB]
@@ -145,7 +147,7 @@ def test_checksum_0x23_frame_ends_with_three_hashes() -> None:
 def test_noise_start_does_not_stall_the_next_frame() -> None:
     # '@@' then bytes whose "length" is plausible (<= 1024): the real frame must not wait for it
     noise = b"@@" + bytes(22) + (600).to_bytes(2, "little") + b"\x02"
-    got, errors, framer = feed_all([noise + HB])
+    got, _, framer = feed_all([noise + HB])
     assert [f.raw for f in got] == [HB]
     assert framer.buffered == 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from construct import Container
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from firegate.codecs.gb26875 import (
     DataUnitError,
     TimeLayout,
     TimeTag,
+    UitdOperation,
+    UitdSoftwareVersion,
     decode_data_unit,
     encode_data_unit,
     parse_frame,
@@ -19,8 +22,6 @@ from firegate.codecs.gb26875 import (
 )
 from firegate.codecs.gb26875.structs import BODIES, DATA_UNIT_HEAD, FRAME, TIMED
 from tests.codecs.strategies import data_units, frames, objects
-
-import pytest
 
 
 @settings(max_examples=400)
@@ -82,7 +83,7 @@ def test_construct_bodies_agree(type_flag: int, data: st.DataObject) -> None:
 
 def test_vendor_time_tags_on_untimed_types_are_kept() -> None:
     tag = TimeTag.from_bytes(bytes([1, 2, 3, 4, 5, 26]))
-    plain = encode_data_unit(25, [__import__("firegate.codecs.gb26875", fromlist=["x"]).UitdSoftwareVersion(1, 2)])
+    plain = encode_data_unit(25, [UitdSoftwareVersion(1, 2)])
     per_object = plain + tag.raw
     unit = decode_data_unit(per_object)
     assert unit is not None and unit.layout is TimeLayout.PER_OBJECT and unit.vendor_times == (tag,)
@@ -98,8 +99,6 @@ def test_timed_type_without_tags_is_tolerated() -> None:
 
 
 def test_trailing_time_tag_variant() -> None:
-    from firegate.codecs.gb26875 import UitdOperation
-
     tag = TimeTag.from_bytes(bytes([0, 0, 8, 1, 2, 26]))
     data = bytes([24, 2, 0x20, 1, 0x01, 2]) + tag.raw  # two objects, one tag after both (D10)
     unit = decode_data_unit(data)

@@ -291,3 +291,28 @@ def reencode(unit: DataUnit) -> bytes:
     if not unit.known or unit.heartbeat:
         return unit.raw
     return encode_data_unit(unit.type, unit.objects, layout=unit.layout, vendor_times=unit.vendor_times)
+
+
+def object_bytes(unit: DataUnit) -> list[bytes]:
+    """Each object's own bytes as sent, including its time tag (the basis of event ids)."""
+    codec = CODECS.get(unit.type)
+    if codec is None or unit.heartbeat:
+        return []
+    if codec.body_size is None:
+        return [
+            encode_data_unit(unit.type, [obj], layout=TimeLayout.NONE)[2:] + (tag.raw if tag else b"")
+            for obj, tag in zip(unit.objects, _padded(unit.vendor_times, len(unit.objects)), strict=True)
+        ]
+    body = codec.body_size
+    raw = unit.raw
+    if unit.layout is TimeLayout.PER_OBJECT:
+        step = body + 6
+        return [raw[2 + i * step : 2 + (i + 1) * step] for i in range(len(unit.objects))]
+    trailing = raw[-6:] if unit.layout is TimeLayout.TRAILING else b""
+    return [raw[2 + i * body : 2 + (i + 1) * body] + trailing for i in range(len(unit.objects))]
+
+
+def _padded(tags: tuple[TimeTag, ...], n: int) -> list[TimeTag | None]:
+    if len(tags) == n:
+        return list(tags)
+    return [tags[0] if tags else None] * n

@@ -10,6 +10,7 @@ from firegate.codecs.gb26875.dataunit import DataUnit, decode_data_unit, reencod
 from firegate.codecs.gb26875.errors import (
     ChecksumError,
     CommandError,
+    DataUnitError,
     DelimiterError,
     EncodeError,
     FrameError,
@@ -216,9 +217,14 @@ def build_frame(
 
 
 def rebuild(frame: Frame) -> bytes:
-    """Encode a parsed frame again from its decoded fields and data unit."""
-    unit = frame.data_unit
-    data = reencode(unit) if unit is not None else b""
+    """Encode a parsed frame again from its decoded fields and data unit (raw bytes when the
+    data unit does not decode: they are what the device sent)."""
+    try:
+        unit = frame.data_unit
+    except DataUnitError:
+        data = frame.data
+    else:
+        data = reencode(unit) if unit is not None else b""
     return build_frame(
         serial=frame.serial,
         command=frame.command,

@@ -31,18 +31,23 @@ def lookup(enum: type[_E], code: int) -> _E | int:
         return code
 
 
-def name_of(enum: type[CodeEnum], code: int, user_from: int = 128) -> str:
+def _user_range(enum: type[CodeEnum]) -> range:
+    # Table 3 leaves type flag 255 unassigned (spec §2); commands 128-255 are all user-defined
+    return range(128, 255) if enum is TypeFlag else range(128, 256)
+
+
+def name_of(enum: type[CodeEnum], code: int) -> str:
     member = lookup(enum, code)
     if isinstance(member, CodeEnum):
         return member.name.lower()
-    return "user_defined" if user_from <= code <= 255 else "reserved"
+    return "user_defined" if code in _user_range(enum) else "reserved"
 
 
-def zh_of(enum: type[CodeEnum], code: int, user_from: int = 128) -> str:
+def zh_of(enum: type[CodeEnum], code: int) -> str:
     member = lookup(enum, code)
     if isinstance(member, CodeEnum):
         return member.zh
-    return "用户自定义" if user_from <= code <= 255 else "预留"
+    return "用户自定义" if code in _user_range(enum) else "预留"
 
 
 class Command(CodeEnum):

@@ -1,0 +1,1 @@
+"""Transport: listeners and sessions. Knows bytes and connections; hands events to a sink."""

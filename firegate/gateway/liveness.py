@@ -1,0 +1,75 @@
+"""Which devices are alive. Offline after `idle_timeout` without a frame (GB 26875.1's 100 s
+link-fault rule); the return publishes an online event with the outage's length."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from firegate.bus.events import DeviceOffline, DeviceOnline
+
+
+@dataclass(slots=True)
+class DeviceState:
+    last_seen: float  # monotonic
+    last_seen_at: datetime
+    online: bool
+    offline_since: float | None = None
+
+
+class DeviceTracker:
+    def __init__(self, idle_timeout: float) -> None:
+        self.idle_timeout = idle_timeout
+        self.devices: dict[str, DeviceState] = {}
+
+    @property
+    def online(self) -> int:
+        return sum(1 for d in self.devices.values() if d.online)
+
+    def touch(self, device: str, site: str, peer: str | None) -> DeviceOnline | None:
+        now = time.monotonic()
+        wall = datetime.now(UTC)
+        state = self.devices.get(device)
+        if state is not None and state.online:
+            state.last_seen, state.last_seen_at = now, wall
+            return None
+        outage = None if state is None or state.offline_since is None else now - state.offline_since
+        if state is None:
+            self.devices[device] = DeviceState(now, wall, True)
+        else:
+            state.last_seen, state.last_seen_at, state.online, state.offline_since = now, wall, True, None
+        stamp = int(wall.timestamp() * 1000)
+        return DeviceOnline(
+            id=f"{device}.online.{stamp}",
+            device=device,
+            site=site,
+            occurred_at=None,
+            received_at=wall,
+            peer=peer,
+            outage_s=round(outage, 3) if outage is not None else None,
+        )
+
+    def sweep(self, site_of: Callable[[str], str]) -> list[DeviceOffline]:
+        now = time.monotonic()
+        wall = datetime.now(UTC)
+        events: list[DeviceOffline] = []
+        for device, state in self.devices.items():
+            silent = now - state.last_seen
+            if state.online and silent > self.idle_timeout:
+                state.online = False
+                state.offline_since = state.last_seen
+                site = site_of(device)
+                events.append(
+                    DeviceOffline(
+                        id=f"{device}.offline.{int(state.last_seen_at.timestamp() * 1000)}",
+                        device=device,
+                        site=site,
+                        occurred_at=None,
+                        received_at=wall,
+                        last_seen=state.last_seen_at,
+                        silent_s=round(silent, 3),
+                    )
+                )
+        return events

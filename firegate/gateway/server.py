@@ -1,0 +1,355 @@
+"""The gateway: TCP and UDP listeners, the session registry, liveness and duty checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+from datetime import UTC, datetime
+
+from firegate.bus.events import DutyCheckResult
+from firegate.bus.normalize import MemoryStatusMemory, Normalizer
+from firegate.codecs.gb26875 import (
+    ClockSync,
+    Command,
+    DutyCheck,
+    Frame,
+    InfoObject,
+    Reserved,
+    TimeTag,
+    UitdOperation,
+)
+from firegate.gateway import metrics
+from firegate.gateway.addressing import DEVICE_ID, AddressMode
+from firegate.gateway.liveness import DeviceTracker
+from firegate.gateway.session import CommandFailed, Session
+from firegate.gateway.sink import EventSink
+from firegate.gateway.udp import Addr, DatagramPeer
+
+log = logging.getLogger("firegate.gateway")
+
+
+@dataclass(slots=True)
+class GatewayOptions:
+    host: str = "0.0.0.0"
+    port: int = 9001
+    udp_host: str | None = None
+    udp_port: int | None = None
+    center_address: int = 0  # 0: answer from the address the device sent to
+    address_mode: AddressMode = "le_int"
+    max_connections: int = 20000
+    first_frame_timeout: float = 30.0
+    idle_timeout: float = 100.0
+    confirm_timeout: float = 10.0
+    retries: int = 3
+    patrol_interval: float = 0.0
+    clock_sync_on_connect: bool = True
+    rate_limit: float = 20.0
+    rate_burst: int = 40
+    write_buffer_limit: int = 64 * 1024
+    queue_limit: int = 64
+    registry_policy: str = "accept"  # accept | flag | reject (unknown devices)
+    known_devices: dict[str, list[str]] | None = None  # device -> allowed source networks ([] = any)
+    sweep_interval: float = 1.0
+    drain_timeout: float = 5.0
+
+
+class DutyChecks:
+    """Devices asked to answer a duty check (查岗), until their type-24 bit-5 upload arrives."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+
+    def expect(self, device: str) -> asyncio.Future[float]:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.waiting[device] = future
+        return future
+
+    def observe(self, device: str, objects: Iterable[InfoObject]) -> None:
+        future = self.waiting.get(device)
+        if future is None or future.done():
+            return
+        if any(isinstance(o, UitdOperation) and o.duty_check_answered for o in objects):
+            future.set_result(time.monotonic())
+
+
+@dataclass(slots=True)
+class _Runtime:
+    sessions: set[Session] = field(default_factory=set)
+    by_device: dict[str, Session] = field(default_factory=dict)
+    udp_peers: dict[Addr, Session] = field(default_factory=dict)
+
+
+class Gateway:
+    def __init__(
+        self,
+        options: GatewayOptions,
+        sink: EventSink,
+        *,
+        normalizer: Normalizer | None = None,
+        site_of: Callable[[str], str] | None = None,
+    ) -> None:
+        self.options = options
+        self.sink = sink
+        self.site_of: Callable[[str], str] = site_of or (lambda device: device)
+        self.normalizer = normalizer or Normalizer(MemoryStatusMemory(), site_of=self.site_of)
+        self.tracker = DeviceTracker(options.idle_timeout)
+        self.duty = DutyChecks()
+        self.device_id = DEVICE_ID[options.address_mode]
+        self._rt = _Runtime()
+        self._tg: asyncio.TaskGroup | None = None
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.port: int | None = None
+        self.udp_port: int | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    # ---- clocks (a seam for tests) --------------------------------------------------------------
+
+    @staticmethod
+    def now_local() -> datetime:
+        return datetime.now()
+
+    @staticmethod
+    def now_utc() -> datetime:
+        return datetime.now(UTC)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Listen until stop(), then drain: stop accepting, finish queued frames, close."""
+        loop = asyncio.get_running_loop()
+        opts = self.options
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            server = await loop.create_server(
+                lambda: Session(self), opts.host, opts.port, reuse_address=True, backlog=4096
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            if opts.udp_port is not None:
+                self._udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpEndpoint(self), local_addr=(opts.udp_host or opts.host, opts.udp_port)
+                )
+                self.udp_port = self._udp.get_extra_info("sockname")[1]
+            tg.create_task(self._sweeper())
+            if opts.patrol_interval > 0:
+                tg.create_task(self._patrol())
+            log.info("gateway listening on %s:%s (tcp)", opts.host, self.port)
+            self.ready.set()
+            try:
+                await self._stopping.wait()
+            finally:
+                server.close()
+                await self._drain()
+                if self._udp is not None:
+                    self._udp.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(server.wait_closed(), 2)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _drain(self) -> None:
+        sessions = list(self._rt.sessions)
+        for s in sessions:
+            if s.transport is not None:
+                with contextlib.suppress(Exception):
+                    s.transport.pause_reading()
+        waits = [asyncio.ensure_future(s.idle.wait()) for s in sessions if not s.idle.is_set()]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=self.options.drain_timeout)
+            for w in late:
+                w.cancel()
+        for s in sessions:
+            s.close("shutdown")
+            s.connection_lost(None)
+
+    # ---- sessions (called by Session) -----------------------------------------------------------
+
+    def admit(self, session: Session) -> bool:
+        if len(self._rt.sessions) >= self.options.max_connections:
+            metrics.CLOSED.labels("max_connections").inc()
+            assert session.transport is not None
+            session.transport.abort()
+            return False
+        return True
+
+    def start_session(self, session: Session) -> None:
+        self._rt.sessions.add(session)
+        if self._tg is None:
+            session.close("not_serving")
+            return
+        self._tg.create_task(session.run())
+
+    def end_session(self, session: Session) -> None:
+        self._rt.sessions.discard(session)
+        if session.device is not None and self._rt.by_device.get(session.device) is session:
+            del self._rt.by_device[session.device]
+        if session.protocol == "udp":
+            peer = session.transport.get_extra_info("peername") if session.transport else None
+            if peer is not None and self._rt.udp_peers.get(peer) is session:
+                del self._rt.udp_peers[peer]
+
+    def claim(self, session: Session) -> None:
+        """The newest session of a device wins; the old socket is closed (a reconnect)."""
+        assert session.device is not None
+        old = self._rt.by_device.get(session.device)
+        self._rt.by_device[session.device] = session
+        if old is not None and old is not session:
+            old.close("replaced")
+        if self.options.clock_sync_on_connect and self._tg is not None:
+            self._tg.create_task(self._quietly(self.clock_sync(session.device), "clock_sync"))
+
+    def registry_allows(self, device: str, peer: str) -> bool:
+        known = self.options.known_devices
+        if known is None:
+            return True
+        nets = known.get(device)
+        if nets is None:
+            if self.options.registry_policy == "reject":
+                return False
+            if self.options.registry_policy == "flag":
+                log.warning("unregistered device %s from %s", device, peer)
+            return True
+        if not nets:
+            return True
+        host = peer.rsplit(":", 1)[0].strip("[]")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(n, strict=False) for n in nets)
+
+    def session_of(self, device: str) -> Session | None:
+        return self._rt.by_device.get(device)
+
+    @property
+    def connections(self) -> int:
+        return len(self._rt.sessions)
+
+    # ---- commands down ---------------------------------------------------------------------------
+
+    async def command(
+        self, device: str, command: int, type_flag: int, objects: Sequence[InfoObject], action: str
+    ) -> Frame:
+        session = self.session_of(device)
+        if session is None:
+            metrics.COMMANDS.labels(action, "not_connected").inc()
+            raise CommandFailed("not_connected", device)
+        return await session.command(command, type_flag, objects, action=action)
+
+    async def clock_sync(self, device: str) -> Frame:
+        return await self.command(
+            device,
+            Command.CONTROL,
+            90,
+            [ClockSync(TimeTag.from_datetime(self.now_local().replace(microsecond=0)))],
+            "clock_sync",
+        )
+
+    async def init_device(self, device: str) -> Frame:
+        return await self.command(device, Command.CONTROL, 89, [Reserved(0)], "init")
+
+    async def read(self, device: str, type_flag: int, objects: Sequence[InfoObject]) -> Frame:
+        return await self.command(device, Command.REQUEST, type_flag, objects, f"read_{type_flag}")
+
+    async def duty_check(self, device: str, timeout_minutes: int) -> DutyCheckResult:
+        """Send 查岗 (91), then wait up to the window for the operator's answer (type 24, bit 5).
+        The result is published and returned."""
+        answered = self.duty.expect(device)
+        sent = time.monotonic()
+        try:
+            await self.command(device, Command.CONTROL, 91, [DutyCheck(timeout_minutes)], "duty_check")
+            window = timeout_minutes * 60.0
+            try:
+                at = await asyncio.wait_for(asyncio.shield(answered), window)
+                after: float | None = round(at - sent, 3)
+            except TimeoutError:
+                after = None
+        finally:
+            self.duty.waiting.pop(device, None)
+        now = self.now_utc()
+        result = DutyCheckResult(
+            id=f"{device}.duty.{int(now.timestamp() * 1000)}",
+            device=device,
+            site=self.site_of(device),
+            occurred_at=None,
+            received_at=now,
+            answered=after is not None,
+            after_s=after,
+            window_s=timeout_minutes * 60.0,
+        )
+        await self.sink.publish([result], fire=False)
+        return result
+
+    async def _quietly(self, work: object, action: str) -> None:
+        try:
+            await work  # type: ignore[misc]
+        except CommandFailed as e:
+            log.info("%s: %s", action, e)
+
+    # ---- background work -----------------------------------------------------------------------
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    async def _sweeper(self) -> None:
+        opts = self.options
+        while not await self._sleep_or_stop(opts.sweep_interval):
+            now = time.monotonic()
+            for s in list(self._rt.sessions):
+                limit = opts.first_frame_timeout if s.valid_frames == 0 else opts.idle_timeout
+                if now - s.last_rx > limit:
+                    s.close("no_valid_frame" if s.valid_frames == 0 else "idle")
+                    if s.protocol == "udp":
+                        s.connection_lost(None)
+            offline = self.tracker.sweep(self.site_of)
+            metrics.DEVICES_ONLINE.set(self.tracker.online)
+            if offline:
+                try:
+                    await self.sink.publish(offline, fire=False)
+                except Exception as e:  # the next sweep cannot re-detect them: log loudly
+                    log.error("could not publish %d offline events: %s", len(offline), e)
+
+    async def _patrol(self) -> None:
+        """巡检: read every connected device's status (type 81) each patrol interval (GB 50440: <= 2 h)."""
+        while not await self._sleep_or_stop(self.options.patrol_interval):
+            for device in list(self._rt.by_device):
+                try:
+                    reply = await self.read(device, 81, [Reserved(0)])
+                except CommandFailed as e:
+                    log.info("patrol of %s failed: %s", device, e)
+                    continue
+                unit = reply.data_unit
+                if unit is not None and unit.known:
+                    normalized = await self.normalizer.normalize(device, reply, unit)
+                    if normalized.events:
+                        await self.sink.publish(normalized.events, fire=normalized.has_fire)
+                    await self.normalizer.memory.put_many(normalized.states)
+
+
+class _UdpEndpoint(asyncio.DatagramProtocol):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # the selector loop's datagram transport does not subclass DatagramTransport on 3.11
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        peers = self.gw._rt.udp_peers
+        session = peers.get(addr)
+        if session is None:
+            assert self.transport is not None
+            session = Session(self.gw)
+            peers[addr] = session
+            session.connection_made(DatagramPeer(self.transport, addr, lambda a: None))
+        session.feed(data)

@@ -1,0 +1,360 @@
+"""One UITD connection: bytes in through the framer, frames through a fire-first queue to the
+sink, confirms out only after the sink has accepted. Commands down wait for their answer here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from firegate.bus.events import DeviceInfo, Envelope, Point, event_id
+from firegate.codecs.gb26875 import (
+    Command,
+    ComponentStatus,
+    DataUnit,
+    DataUnitError,
+    Frame,
+    FrameError,
+    Framer,
+    InfoObject,
+    SystemStatus,
+    UitdOperation,
+    UitdStatus,
+    answer,
+    build_frame,
+    encode_data_unit,
+)
+from firegate.codecs.gb26875.tables import TypeFlag, name_of
+from firegate.gateway import metrics
+from firegate.gateway.udp import DatagramPeer
+
+if TYPE_CHECKING:
+    from firegate.gateway.server import Gateway
+
+log = logging.getLogger("firegate.gateway")
+
+READ_SIZE = 4096  # per-connection receive buffer: 10,000 connections must fit in a few hundred MB
+
+
+class CommandFailed(Exception):
+    """A command down to a device was denied or never answered."""
+
+    def __init__(self, reason: str, device: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: device {device}" + (f": {detail}" if detail else ""))
+        self.reason = reason
+        self.device = device
+
+
+@dataclass(slots=True)
+class Inbound:
+    frame: Frame
+    unit: DataUnit | None
+    error: DataUnitError | None
+    fire: bool
+    arrived: float
+
+
+def carries_fire(unit: DataUnit | None) -> bool:
+    if unit is None:
+        return False
+    for obj in unit.objects:
+        if isinstance(obj, SystemStatus | ComponentStatus | UitdStatus) and obj.status & 0b10:
+            return True
+        if isinstance(obj, UitdOperation) and obj.operation & 0b100:
+            return True
+    return False
+
+
+class Session(asyncio.BufferedProtocol):
+    """Created per TCP connection by the gateway's server."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.framer = Framer()
+        self._buf = bytearray(READ_SIZE)
+        self._view = memoryview(self._buf)
+        self.transport: asyncio.Transport | None = None
+        self.protocol = "tcp"
+        self.peer = "?"
+        self.device: str | None = None
+        self.device_raw: bytes = bytes(6)
+        self.center_raw: bytes | None = None
+        self._fire: deque[Inbound] = deque()
+        self._normal: deque[Inbound] = deque()
+        self._wake = asyncio.Event()
+        self.idle = asyncio.Event()  # set while nothing is queued: what a drain waits for
+        self.idle.set()
+        self.closed = asyncio.Event()
+        self._paused = False
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._serial = 0
+        self._tokens = float(gateway.options.rate_burst)
+        self._refill = time.monotonic()
+        self.last_rx = time.monotonic()
+        self.valid_frames = 0
+        self._recent: deque[bytes] = deque(maxlen=4)
+
+    # ---- transport callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.protocol = "udp" if isinstance(transport, DatagramPeer) else "tcp"
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if not self.gw.admit(self):
+            return
+        transport.set_write_buffer_limits(high=self.gw.options.write_buffer_limit)
+        metrics.CONNECTIONS.labels(self.protocol).inc()
+        self.gw.start_session(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.feed(self._view[:nbytes])
+
+    def feed(self, data: bytes | memoryview) -> None:
+        self.last_rx = time.monotonic()
+        for item in self.framer.feed(data):
+            if isinstance(item, Frame):
+                self._frame(item)
+            else:
+                self._frame_error(item)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None and not self.closed.is_set():
+            metrics.CONNECTIONS.labels(self.protocol).dec()
+        self.closed.set()
+        self._wake.set()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(CommandFailed("disconnected", self.device or self.peer))
+        self._pending.clear()
+
+    def pause_writing(self) -> None:
+        # the peer does not read what we send: drop it rather than buffer forever
+        self.close("write_buffer_full")
+
+    # ---- inbound ------------------------------------------------------------------------------
+
+    def _frame_error(self, error: FrameError) -> None:
+        metrics.DECODE_ERRORS.labels(error.reason).inc()
+        log.info(
+            "bad frame from %s: %s", self.peer, error, extra={"device": self.device, "serial": error.serial}
+        )
+        if error.deniable and error.header is not None:
+            self.write(answer(error.header, Command.DENY, center_address=self.center_raw))
+            metrics.DENIES.inc()
+
+    def _frame(self, frame: Frame) -> None:
+        metrics.frames_in(self.protocol, frame.command).inc()
+        self.valid_frames += 1
+        command = frame.command
+        if command in (Command.CONFIRM, Command.REPLY, Command.DENY):
+            future = self._pending.get(frame.serial)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            return
+        if command != Command.SEND_DATA:
+            # control and request go center -> UITD; from a UITD they are refused (§6)
+            if command < 128:
+                metrics.DECODE_ERRORS.labels("direction").inc()
+                self.write(answer(frame, Command.DENY, center_address=self.center_raw))
+                metrics.DENIES.inc()
+            else:
+                metrics.DECODE_ERRORS.labels("user_command").inc()
+            return
+        unit: DataUnit | None = None
+        error: DataUnitError | None = None
+        try:
+            unit = frame.data_unit
+        except DataUnitError as e:
+            error = e
+            metrics.DECODE_ERRORS.labels("data_unit").inc()
+        fire = carries_fire(unit)
+        item = Inbound(frame, unit, error, fire, time.monotonic())
+        (self._fire if fire else self._normal).append(item)
+        self.idle.clear()
+        self._wake.set()
+        if len(self._fire) + len(self._normal) >= self.gw.options.queue_limit and not self._paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._paused = True
+
+    async def run(self) -> None:
+        """The session's worker: processes frames in order, fire alarms first."""
+        try:
+            while True:
+                if not self._fire and not self._normal:
+                    self.idle.set()
+                    if self.closed.is_set():
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                item = self._fire.popleft() if self._fire else self._normal.popleft()
+                if self._paused and len(self._fire) + len(self._normal) < self.gw.options.queue_limit // 2:
+                    self._paused = False
+                    if self.transport is not None and not self.closed.is_set():
+                        self.transport.resume_reading()
+                await self._process(item)
+        except Exception:
+            log.exception("session %s (%s) failed", self.peer, self.device)
+            self.close("internal_error")
+        finally:
+            self.gw.end_session(self)
+
+    async def _process(self, item: Inbound) -> None:
+        frame = item.frame
+        if self.device is None and not self._bind(frame):
+            return
+        device = self.device
+        assert device is not None
+        retransmission = frame.raw in self._recent
+        if retransmission:
+            metrics.RETRANSMISSIONS.inc()
+        events: list[Envelope] = []
+        states = None
+        online = self.gw.tracker.touch(device, self.gw.site_of(device), self.peer)
+        if online is not None:
+            events.append(online)
+        if frame.is_heartbeat:
+            pass
+        elif item.error is not None or (item.unit is not None and not item.unit.known):
+            events.append(self._undecoded(device, frame, item))
+        elif item.unit is not None:
+            if not item.fire and not retransmission and not self._take_token():
+                metrics.SHED.labels("rate_limit").inc()
+                return  # no confirm: the device keeps it and retransmits later
+            normalized = await self.gw.normalizer.normalize(device, frame, item.unit)
+            events.extend(normalized.events)
+            states = normalized.states
+            if isinstance(item.unit.objects[0] if item.unit.objects else None, UitdOperation):
+                self.gw.duty.observe(device, item.unit.objects)
+            metrics.DATA_TYPES_IN.labels(name_of(TypeFlag, item.unit.type)).inc()
+        if events:
+            try:
+                await self.gw.sink.publish(events, fire=item.fire)
+            except Exception as e:
+                metrics.SHED.labels("publish_failed").inc()
+                log.warning(
+                    "not confirming serial %d from %s: events not stored: %s", frame.serial, device, e
+                )
+                return
+            if states:
+                await self.gw.normalizer.memory.put_many(states)
+        self.write(answer(frame, Command.CONFIRM, center_address=self.center_raw))
+        metrics.CONFIRMS.inc()
+        metrics.CONFIRM_LATENCY.observe(time.monotonic() - item.arrived)
+        self._recent.append(frame.raw)
+        if frame.time.value is not None:
+            metrics.CLOCK_SKEW.observe((frame.time.value - self.gw.now_local()).total_seconds())
+
+    def _undecoded(self, device: str, frame: Frame, item: Inbound) -> Envelope:
+        """User-defined types and data units that do not fit their layout: confirmed (the sum was
+        right), kept raw, and published so nothing a device said is silently lost."""
+        type_flag = frame.data[0]
+        data: dict[str, object] = {"raw": frame.data.hex()}
+        if item.error is not None:
+            data["error"] = str(item.error)
+        return DeviceInfo(
+            id=event_id(device, type_flag, frame.data, "raw"),
+            device=device,
+            site=self.gw.site_of(device),
+            occurred_at=frame.time.value,
+            received_at=self.gw.now_utc(),
+            raw=frame.raw.hex(),
+            info_type=type_flag,
+            info_type_name=name_of(TypeFlag, type_flag),
+            point=Point(),
+            data=data,
+        )
+
+    def _bind(self, frame: Frame) -> bool:
+        device = self.gw.device_id(frame.source_raw)
+        if not self.gw.registry_allows(device, self.peer):
+            self.close("unknown_device")
+            return False
+        self.device = device
+        self.device_raw = frame.source_raw
+        if self.gw.options.center_address:
+            self.center_raw = self.gw.options.center_address.to_bytes(6, "little")
+        self.gw.claim(self)
+        return True
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        opts = self.gw.options
+        self._tokens = min(float(opts.rate_burst), self._tokens + (now - self._refill) * opts.rate_limit)
+        self._refill = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    # ---- outbound -----------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            metrics.CLOSED.labels(reason).inc()
+            log.info("closing %s (%s): %s", self.peer, self.device, reason)
+            self.transport.close()
+
+    def next_serial(self) -> int:
+        serial = self._serial
+        self._serial = (self._serial + 1) & 0xFFFF
+        return serial
+
+    async def command(
+        self, command: int, type_flag: int, objects: Sequence[InfoObject], *, action: str
+    ) -> Frame:
+        """Send a control (1) or request (4) and return the confirm or reply, retransmitting the
+        same bytes after a timeout or a deny (spec §6.5)."""
+        if self.device is None:
+            raise CommandFailed("not_identified", self.peer)
+        opts = self.gw.options
+        serial = self.next_serial()
+        raw = build_frame(
+            serial=serial,
+            command=command,
+            source=self.center_raw or bytes(6),
+            destination=self.device_raw,
+            data=encode_data_unit(type_flag, objects),
+        )
+        last = "timeout"
+        loop = asyncio.get_running_loop()
+        for _attempt in range(opts.retries + 1):
+            if self.closed.is_set():
+                last = "disconnected"
+                break
+            future: asyncio.Future[Frame] = loop.create_future()
+            self._pending[serial] = future
+            self.write(raw)
+            try:
+                reply = await asyncio.wait_for(future, opts.confirm_timeout)
+            except TimeoutError:
+                continue
+            except CommandFailed:
+                last = "disconnected"
+                break
+            finally:
+                self._pending.pop(serial, None)
+            if reply.command == Command.DENY:
+                last = "denied"
+                continue
+            metrics.COMMANDS.labels(action, "ok").inc()
+            return reply
+        metrics.COMMANDS.labels(action, last).inc()
+        raise CommandFailed(last, self.device)

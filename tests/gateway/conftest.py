@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from firegate.gateway.server import Gateway, GatewayOptions
+from firegate.gateway.sink import MemorySink
+
+
+@pytest.fixture
+def options() -> GatewayOptions:
+    return GatewayOptions(
+        host="127.0.0.1", port=0, clock_sync_on_connect=False, confirm_timeout=1.0, retries=1,
+        idle_timeout=60, first_frame_timeout=30, sweep_interval=0.1,
+    )
+
+
+@pytest.fixture
+async def gateway(options: GatewayOptions) -> AsyncIterator[Gateway]:
+    gw = Gateway(options, MemorySink())
+    task = asyncio.create_task(gw.serve())
+    await asyncio.wait_for(gw.ready.wait(), 5)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        await asyncio.wait_for(task, 10)

@@ -1,0 +1,293 @@
+"""The gateway over real loopback TCP and UDP: confirms, denies, dedupe, liveness, commands, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from firegate.bus.events import DeviceOffline, DeviceOnline, DutyCheckResult, FaultRaised, FireAlarm
+from firegate.codecs.gb26875 import (
+    Command,
+    ComponentStatus,
+    Reserved,
+    SystemStatus,
+    TimeTag,
+    UitdOperation,
+    UitdStatus,
+    answer,
+    build_frame,
+    encode_data_unit,
+    parse_frame,
+)
+from firegate.gateway.server import Gateway, GatewayOptions
+from firegate.gateway.sink import MemorySink
+from tests.gateway.client import CENTER, Uitd
+
+
+def fire(i: int = 1) -> ComponentStatus:
+    return ComponentStatus.make(1, 1, 42, i, 0b11, "1F大厅感烟", TimeTag.now())
+
+
+def sink_of(gw: Gateway) -> MemorySink:
+    assert isinstance(gw.sink, MemorySink)
+    return gw.sink
+
+
+async def test_confirm_has_the_same_serial_and_is_addressed_back(gateway: Gateway) -> None:
+    dev = await Uitd(74565).connect(gateway.port or 0)
+    for serial in (0, 1, 0x4040, 65535):
+        reply = await dev.exchange(dev.frame(serial=serial))
+        assert reply.command == Command.CONFIRM and reply.serial == serial
+        assert reply.destination == 74565 and reply.source == CENTER and reply.data == b""
+    await dev.close()
+
+
+async def test_fire_alarm_is_published_before_the_confirm(gateway: Gateway) -> None:
+    dev = await Uitd(74565).connect(gateway.port or 0)
+    reply = await dev.exchange(dev.frame(2, [fire()]))
+    assert reply.command == Command.CONFIRM
+    alarms = [e for e in sink_of(gateway).events if isinstance(e, FireAlarm)]
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    assert alarm.subject == "fire.alarm.74565" and alarm.device == "74565"
+    assert alarm.point.description == "1F大厅感烟" and alarm.point.component_address == 1
+    assert any(isinstance(e, DeviceOnline) for e in sink_of(gateway).events)
+    await dev.close()
+
+
+async def test_heartbeats_publish_nothing_but_the_first_online(gateway: Gateway) -> None:
+    dev = await Uitd(5).connect(gateway.port or 0)
+    for _ in range(3):
+        assert (await dev.exchange(dev.frame())).command == Command.CONFIRM
+    one_byte = build_frame(serial=9, command=2, source=5, destination=CENTER, data=b"\x16")
+    assert (await dev.exchange(one_byte)).serial == 9
+    assert [type(e) for e in sink_of(gateway).events] == [DeviceOnline]
+    await dev.close()
+
+
+async def test_bad_checksum_is_denied_and_the_device_still_served(gateway: Gateway) -> None:
+    dev = await Uitd(6).connect(gateway.port or 0)
+    bad = bytearray(dev.frame(2, [fire()], serial=41))
+    bad[-3] ^= 0x5A
+    reply = await dev.exchange(bytes(bad))
+    assert reply.command == Command.DENY and reply.serial == 41
+    assert (await dev.exchange(dev.frame(serial=42))).command == Command.CONFIRM
+    await dev.close()
+
+
+async def test_retransmission_is_confirmed_again_and_published_once(gateway: Gateway) -> None:
+    dev = await Uitd(7).connect(gateway.port or 0)
+    raw = dev.frame(2, [fire()])
+    assert (await dev.exchange(raw)).command == Command.CONFIRM
+    await dev.close()
+    again = await Uitd(7).connect(gateway.port or 0)  # a reconnect: serials restart, ids do not
+    assert (await again.exchange(raw)).command == Command.CONFIRM
+    assert len([e for e in sink_of(gateway).events if isinstance(e, FireAlarm)]) == 1
+    await again.close()
+
+
+async def test_no_confirm_when_events_cannot_be_stored(gateway: Gateway) -> None:
+    dev = await Uitd(8).connect(gateway.port or 0)
+    sink_of(gateway).fail = True
+    raw = dev.frame(2, [fire()])
+    await dev.send(raw)
+    with pytest.raises(TimeoutError):
+        await dev.next_frame(timeout=0.5)
+    sink_of(gateway).fail = False
+    assert (await dev.exchange(raw)).command == Command.CONFIRM  # the UITD's retransmission
+    assert len([e for e in sink_of(gateway).events if isinstance(e, FireAlarm)]) == 1
+    await dev.close()
+
+
+async def test_fault_is_edge_detected(gateway: Gateway) -> None:
+    dev = await Uitd(9).connect(gateway.port or 0)
+    faulty = ComponentStatus.make(1, 1, 40, 3, 0b101, "烟感", TimeTag.now())
+    for _ in range(3):
+        await dev.exchange(dev.frame(2, [faulty]))
+    raised = [e for e in sink_of(gateway).events if isinstance(e, FaultRaised)]
+    assert len(raised) == 1 and raised[0].condition == "fault" and raised[0].subject == "fire.fault.9"
+    await dev.close()
+
+
+async def test_reconnect_replaces_the_old_session(gateway: Gateway) -> None:
+    first = await Uitd(10).connect(gateway.port or 0)
+    await first.exchange(first.frame())
+    second = await Uitd(10).connect(gateway.port or 0)
+    await second.exchange(second.frame())
+    with pytest.raises((ConnectionError, TimeoutError)):
+        await first.next_frame(timeout=2)
+    assert gateway.session_of("10") is not None and gateway.connections == 1
+    await second.close()
+
+
+@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
+                                                     idle_timeout=0.4, sweep_interval=0.05)])
+async def test_offline_then_online_with_outage(gateway: Gateway) -> None:
+    dev = await Uitd(11).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    await dev.close()
+    for _ in range(100):
+        if any(isinstance(e, DeviceOffline) for e in sink_of(gateway).events):
+            break
+        await asyncio.sleep(0.05)
+    back = await Uitd(11).connect(gateway.port or 0)
+    await back.exchange(back.frame())
+    kinds = [type(e) for e in sink_of(gateway).events]
+    assert kinds == [DeviceOnline, DeviceOffline, DeviceOnline]
+    online = sink_of(gateway).events[-1]
+    assert isinstance(online, DeviceOnline) and online.outage_s is not None and online.outage_s > 0
+    await back.close()
+
+
+async def test_read_uitd_status_round_trip(gateway: Gateway) -> None:
+    dev = await Uitd(12).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    request = asyncio.create_task(gateway.read("12", 81, [Reserved(0)]))
+    ask = await dev.next_frame()
+    assert ask.command == Command.REQUEST and ask.data_unit.type == 81  # type: ignore[union-attr]
+    reply = build_frame(serial=ask.serial, command=Command.REPLY, source=12, destination=CENTER,
+                        data=encode_data_unit(21, [UitdStatus(0b1, TimeTag.now())]))
+    await dev.send(reply)
+    got = await asyncio.wait_for(request, 5)
+    assert got.command == Command.REPLY and got.data_unit.objects[0].status == 1  # type: ignore[union-attr]
+    await dev.close()
+
+
+async def test_command_retransmitted_then_reported_denied(gateway: Gateway) -> None:
+    dev = await Uitd(13).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    task = asyncio.create_task(gateway.init_device("13"))
+    first = await dev.next_frame()
+    await dev.send(answer(first, Command.DENY))
+    second = await dev.next_frame()
+    assert second.raw == first.raw  # the same bytes, the same serial
+    await dev.send(answer(second, Command.DENY))
+    with pytest.raises(Exception, match="denied"):
+        await asyncio.wait_for(task, 5)
+    await dev.close()
+
+
+async def test_duty_check_answered(gateway: Gateway) -> None:
+    dev = await Uitd(14).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    task = asyncio.create_task(gateway.duty_check("14", 1))
+    (check,) = await dev.answer_commands(1)
+    assert check.data_unit.objects[0].timeout_minutes == 1  # type: ignore[union-attr]
+    await asyncio.sleep(0.1)
+    await dev.exchange(dev.frame(24, [UitdOperation(0b100000, 7, TimeTag.now())]))
+    result = await asyncio.wait_for(task, 5)
+    assert result.answered and result.after_s is not None and result.after_s < 5
+    assert any(isinstance(e, DutyCheckResult) for e in sink_of(gateway).events)
+    await dev.close()
+
+
+async def test_clock_sync_on_connect() -> None:
+    gw = Gateway(GatewayOptions(host="127.0.0.1", port=0, confirm_timeout=1, retries=0), MemorySink())
+    task = asyncio.create_task(gw.serve())
+    await gw.ready.wait()
+    dev = await Uitd(15).connect(gw.port or 0)
+    await dev.send(dev.frame())
+    frames = [await dev.next_frame(), await dev.next_frame()]
+    sync = next(f for f in frames if f.command == Command.CONTROL)
+    assert sync.data_unit.type == 90  # type: ignore[union-attr]
+    await dev.send(answer(sync, Command.CONFIRM))
+    await dev.close()
+    gw.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_garbage_huge_length_and_slow_drip_do_not_disturb_others(gateway: Gateway) -> None:
+    healthy = await Uitd(16).connect(gateway.port or 0)
+    noisy = await Uitd(17).connect(gateway.port or 0)
+    await noisy.send(bytes(range(256)) * 8)
+    header = bytearray(noisy.frame(serial=3)[:27])
+    header[24:26] = (60000).to_bytes(2, "little")
+    deny = await noisy.exchange(bytes(header))
+    assert deny.command == Command.DENY and deny.serial == 3
+    drip = await Uitd(18).connect(gateway.port or 0)
+    raw = drip.frame(2, [fire(2)])
+    for i in range(0, len(raw) - 1):
+        await drip.send(raw[i : i + 1])
+        if i % 10 == 0:
+            assert (await healthy.exchange(healthy.frame())).command == Command.CONFIRM
+    await drip.send(raw[-1:])
+    assert (await drip.next_frame()).command == Command.CONFIRM
+    for d in (healthy, noisy, drip):
+        await d.close()
+
+
+@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
+                                                     max_connections=5, first_frame_timeout=0.3,
+                                                     sweep_interval=0.05)])
+async def test_connection_flood_and_silent_connections(gateway: Gateway) -> None:
+    silent = [await Uitd(100 + i).connect(gateway.port or 0) for i in range(5)]
+    extra = await Uitd(200).connect(gateway.port or 0)
+    with pytest.raises((ConnectionError, TimeoutError, OSError)):
+        await extra.exchange(extra.frame(), timeout=1)
+    await asyncio.sleep(0.6)  # the silent ones never sent a valid frame: closed
+    assert gateway.connections == 0
+    dev = await Uitd(201).connect(gateway.port or 0)
+    assert (await dev.exchange(dev.frame())).command == Command.CONFIRM
+    for d in [*silent, dev]:
+        await d.close()
+
+
+@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
+                                                     rate_limit=1, rate_burst=2)])
+async def test_rate_limit_sheds_status_but_never_fire(gateway: Gateway) -> None:
+    dev = await Uitd(19).connect(gateway.port or 0)
+    confirmed = 0
+    for i in range(5):
+        await dev.send(dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]))
+        try:
+            await dev.next_frame(timeout=0.3)
+            confirmed += 1
+        except TimeoutError:
+            pass
+    assert confirmed < 5
+    for i in range(5):
+        assert (await dev.exchange(dev.frame(2, [fire(10 + i)]))).command == Command.CONFIRM
+    await dev.close()
+
+
+@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
+                                                     known_devices={"20": ["127.0.0.0/8"], "21": ["10.0.0.0/8"]},
+                                                     registry_policy="reject")])
+async def test_registry_rejects_unknown_and_wrong_network(gateway: Gateway) -> None:
+    ok = await Uitd(20).connect(gateway.port or 0)
+    assert (await ok.exchange(ok.frame())).command == Command.CONFIRM
+    for address in (21, 22):
+        bad = await Uitd(address).connect(gateway.port or 0)
+        with pytest.raises((ConnectionError, TimeoutError)):
+            await bad.exchange(bad.frame(), timeout=2)
+        await bad.close()
+    await ok.close()
+
+
+@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, udp_port=0,
+                                                     clock_sync_on_connect=False)])
+async def test_udp_device_is_confirmed(gateway: Gateway) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.connect(("127.0.0.1", gateway.udp_port or 0))
+    raw = Uitd(30).frame(2, [fire()], serial=5)
+    await loop.sock_sendall(sock, raw)
+    reply = parse_frame(await asyncio.wait_for(loop.sock_recv(sock, 2048), 5))
+    assert reply.command == Command.CONFIRM and reply.serial == 5 and reply.destination == 30
+    assert any(isinstance(e, FireAlarm) and e.device == "30" for e in sink_of(gateway).events)
+    sock.close()
+
+
+async def test_stop_drains_and_closes(options: GatewayOptions) -> None:
+    gw = Gateway(options, MemorySink())
+    task = asyncio.create_task(gw.serve())
+    await gw.ready.wait()
+    dev = await Uitd(40).connect(gw.port or 0)
+    await dev.exchange(dev.frame())
+    gw.stop()
+    await asyncio.wait_for(task, 10)
+    with pytest.raises((ConnectionError, TimeoutError, OSError)):
+        await dev.exchange(dev.frame(), timeout=1)
