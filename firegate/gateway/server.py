@@ -202,7 +202,10 @@ class Gateway:
         self._rt.by_device[session.device] = session
         if old is not None and old is not session:
             old.close("replaced")
-        if self.options.clock_sync_on_connect and self._tg is not None:
+
+    def greet(self, session: Session) -> None:
+        """After a new session's first confirm: sync the device's clock (spec §8)."""
+        if self.options.clock_sync_on_connect and self._tg is not None and session.device is not None:
             self._tg.create_task(self._quietly(self.clock_sync(session.device), "clock_sync"))
 
     def registry_allows(self, device: str, peer: str) -> bool:

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from firegate.bus.events import DeviceInfo, Envelope, Point, event_id
 from firegate.codecs.gb26875 import (
@@ -96,19 +96,20 @@ class Session(asyncio.BufferedProtocol):
         self._refill = time.monotonic()
         self.last_rx = time.monotonic()
         self.valid_frames = 0
+        self.greeted = False
         self._recent: deque[bytes] = deque(maxlen=4)
 
     # ---- transport callbacks ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
         self.protocol = "udp" if isinstance(transport, DatagramPeer) else "tcp"
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if not self.gw.admit(self):
             return
-        transport.set_write_buffer_limits(high=self.gw.options.write_buffer_limit)
+        self.transport.set_write_buffer_limits(high=self.gw.options.write_buffer_limit)
         metrics.CONNECTIONS.labels(self.protocol).inc()
         self.gw.start_session(self)
 
@@ -254,6 +255,9 @@ class Session(asyncio.BufferedProtocol):
         self.write(answer(frame, Command.CONFIRM, center_address=self.center_raw))
         metrics.CONFIRMS.inc()
         metrics.CONFIRM_LATENCY.observe(time.monotonic() - item.arrived)
+        if not self.greeted:
+            self.greeted = True  # the device's first exchange is done: now our commands may follow
+            self.gw.greet(self)
         self._recent.append(frame.raw)
         if frame.time.value is not None:
             metrics.CLOCK_SKEW.observe((frame.time.value - self.gw.now_local()).total_seconds())
