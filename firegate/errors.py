@@ -59,9 +59,7 @@ class ConfigError(FiregateError, ValueError):
         super().__init__(str(self))
 
     @classmethod
-    def single(
-        cls, key: str, reason: str, value: object = MISSING, where: str | None = None
-    ) -> ConfigError:
+    def single(cls, key: str, reason: str, value: object = MISSING, where: str | None = None) -> ConfigError:
         return cls([ConfigProblem(key, reason, value, where)])
 
     def __str__(self) -> str:

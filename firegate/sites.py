@@ -1,0 +1,146 @@
+"""The site registry: which monitored unit (联网单位) each device belongs to.
+
+It gives an alarm what the 119 center needs beside the raw frame: the unit's
+name, address, coordinates and phone, and the human location of the component
+("3F 东侧走廊 感烟探测器") from the center's point table. Loaded once at start
+from the YAML file named by the ``sites`` key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from firegate.config import Token
+from firegate.configfile import config_error, raise_problems, read_yaml
+from firegate.errors import MISSING, ConfigError
+
+UitdAddress = Annotated[int, Field(ge=0, lt=1 << 48)]
+_LOCATION_PARTS = (("system_type", 1 << 8), ("system_address", 1 << 8), ("component_address", 1 << 32))
+
+
+def location_key(system_type: int, system_address: int, component_address: int) -> str:
+    """The registry's key for a component: ``"1/1/65559"``."""
+    return f"{system_type}/{system_address}/{component_address}"
+
+
+class Site(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str  # the registry's key, checked there
+    unit: Annotated[str, Field(min_length=1)]  # 单位名称
+    address: str = ""
+    lat: Annotated[float | None, Field(ge=-90, le=90)] = None
+    lon: Annotated[float | None, Field(ge=-180, le=180)] = None
+    phone: str = ""
+    building: str = ""
+    uitds: list[UitdAddress] = Field(default_factory=list)
+    devices: list[Token] = Field(default_factory=list)  # panels, MQTT sensors: their configured ids
+    locations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("locations", mode="before")
+    @classmethod
+    def _normalise_locations(cls, value: Any) -> Any:
+        """Accept "01/1/23" or " 1/1/23 " and store the canonical "1/1/23"."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        problems: list[tuple[str, str, object]] = []
+        for raw, text in value.items():
+            parts = str(raw).split("/")
+            numbers = [int(p) for p in parts if p.strip().isdigit()]
+            if len(parts) != 3 or len(numbers) != 3:
+                reason = "expected system_type/system_address/component_address, e.g. 1/1/65559"
+                problems.append((str(raw), reason, MISSING))
+                continue
+            bad = [name for (name, limit), n in zip(_LOCATION_PARTS, numbers, strict=True) if n >= limit]
+            if bad:
+                problems.append((str(raw), f"{bad[0]} is out of range", MISSING))
+                continue
+            key = location_key(*numbers)
+            if key in out:
+                problems.append((str(raw), f"the same component as another key ({key})", MISSING))
+            out[key] = text
+        raise_problems(problems)
+        return out
+
+    @model_validator(mode="after")
+    def _coordinates(self) -> Site:
+        if (self.lat is None) != (self.lon is None):
+            missing = "lon" if self.lon is None else "lat"
+            raise_problems([(missing, "lat and lon go together: set both or neither", MISSING)])
+        return self
+
+    def location(self, system_type: int, system_address: int, component_address: int) -> str | None:
+        return self.locations.get(location_key(system_type, system_address, component_address))
+
+
+class SiteRegistry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sites: dict[Token, Site] = Field(default_factory=dict)
+    _by_device: dict[str, Site] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_from_keys(cls, data: Any) -> Any:
+        """A site's id is its key; writing it again inside is allowed only if it agrees."""
+        sites = data.get("sites") if isinstance(data, dict) else None
+        if not isinstance(sites, dict):
+            return data
+        problems: list[tuple[str, str, object]] = []
+        filled: dict[str, Any] = {}
+        for key, body in sites.items():
+            if isinstance(body, dict):
+                if body.get("id", key) != key:
+                    problems.append((f"sites.{key}.id", f"differs from the site's key {key!r}", body["id"]))
+                body = {**body, "id": key}
+            filled[key] = body
+        raise_problems(problems)
+        return {**data, "sites": filled}
+
+    @model_validator(mode="after")
+    def _index(self) -> SiteRegistry:
+        problems: list[tuple[str, str, object]] = []
+        for site in self.sites.values():
+            ids = [(str(a), "uitds") for a in site.uitds] + [(d, "devices") for d in site.devices]
+            for device, field in ids:
+                other = self._by_device.setdefault(device, site)
+                if other is not site:
+                    reason = f"device {device} also belongs to site {other.id!r}"
+                    problems.append((f"sites.{site.id}.{field}", reason, MISSING))
+        raise_problems(problems)
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> SiteRegistry:
+        """Read and check a registry file; every problem comes out as one ConfigError."""
+        doc = read_yaml(path)
+        data = doc.data if doc.data is not None else {}
+        if not isinstance(data, dict):
+            raise ConfigError.single(doc.name, "the top level must be a mapping with a 'sites:' key", data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise config_error(e, model=cls, doc=doc) from None
+
+    def site_for_device(self, device_id: str) -> Site | None:
+        """The site a device belongs to; None for an unregistered device (a site of its own)."""
+        return self._by_device.get(device_id)
+
+    def location(
+        self, device_id: str, system_type: int, system_address: int, component_address: int
+    ) -> str | None:
+        """The human location of a component, if the registry knows it."""
+        site = self._by_device.get(device_id)
+        return site.location(system_type, system_address, component_address) if site else None

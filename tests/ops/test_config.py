@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from firegate.config import Settings, config_check, load_settings, parse_host_port, parse_size
+from firegate.errors import ConfigError, ConfigProblem, FiregateError
+
+# (yaml text, key path that must be named). "{dir}" is the config file's directory.
+BAD_CONFIGS = [
+    ("gb26875: {listen: 'not-a-host-port'}", "gb26875.listen"),
+    ("gb26875: {listen: '0.0.0.0:70000'}", "gb26875.listen"),
+    ("gb26875: {listen: '0.0.0.0:0'}", "gb26875.listen"),
+    ("gb26875: {listen: '::1:9001'}", "gb26875.listen"),
+    ("gb26875: {listen: ':9001'}", "gb26875.listen"),
+    ("gb26875: {listen: '[10.0.0.1]:9001'}", "gb26875.listen"),
+    ("gb26875: {listen: 'bad host:9001'}", "gb26875.listen"),
+    ("gb26875: {listen: 9001}", "gb26875.listen"),
+    ("gb26875: {udp_listen: 'udp'}", "gb26875.udp_listen"),
+    ("gb26875: {idle_timeout: 30}", "gb26875.idle_timeout"),
+    ("gb26875: {patrol_interval: 7201}", "gb26875.patrol_interval"),
+    ("gb26875: {patrol_interval: -1}", "gb26875.patrol_interval"),
+    ("gb26875: {clock_sync_daily_at: '25:00'}", "gb26875.clock_sync_daily_at"),
+    ("gb26875: {clock_sync_daily_at: 3}", "gb26875.clock_sync_daily_at"),
+    ("gb26875: {address_mode: hex}", "gb26875.address_mode"),
+    ("gb26875: {registry_policy: deny}", "gb26875.registry_policy"),
+    ("gb26875: {max_connections: many}", "gb26875.max_connections"),
+    ("gb26875: {center_address: 281474976710656}", "gb26875.center_address"),
+    ("gb26875: {confirm_timeout: 0}", "gb26875.confirm_timeout"),
+    ("gb26875: {write_buffer_limit: 64X}", "gb26875.write_buffer_limit"),
+    ("gb26875: {listne: '0.0.0.0:9001'}", "gb26875.listne"),
+    ("gb26875: [1, 2]", "gb26875"),
+    ("bogus: 1", "bogus"),
+    ("http: {listen: localhost}", "http.listen"),
+    ("http: {listen: '0.0.0.0:9001'}", "http.listen"),  # the UITD port
+    ("gb26875: {listen: '127.0.0.1:4223'}", "gb26875.listen"),  # the embedded server's port
+    ("nats: {url: 'http://n1:4222'}", "nats.url"),
+    ("nats: {url: 'nats://n1:4222,nats://n2'}", "nats.url"),
+    ("nats: {url: 'nats://n1:4222,,nats://n2:4222'}", "nats.url"),
+    ("nats: {user: fire}", "nats.password"),
+    ("nats: {token: t, user: u, password: p}", "nats.token"),
+    ("nats: {tls_cert: missing.pem}", "nats.tls_cert"),
+    ("nats: {tls_key: cfg.yaml}", "nats.tls_cert"),  # a key without its certificate
+    ("nats: {embedded_max_mem: lots}", "nats.embedded_max_mem"),
+    ("nats: {embedded_port: 0}", "nats.embedded_port"),
+    ("nats: {connect_timeout: -1}", "nats.connect_timeout"),
+    ("bus: {duplicate_window: 10}", "bus.duplicate_window"),
+    ("bus: {replicas: 3}", "bus.replicas"),  # the embedded server is one node
+    ("{nats: {url: 'nats://a:4222,nats://b:4222,nats://c:4222'}, bus: {replicas: 7}}", "bus.replicas"),
+    ("bus: {max_bytes: 100G}", "bus.max_bytes"),  # above the embedded 64G store
+    ("bus: {stream: fire.events}", "bus.stream"),
+    ("bus: {spool_max_bytes: -1}", "bus.spool_max_bytes"),
+    ("dispatch119: {url: 'ftp://119.example'}", "dispatch119.url"),
+    ("dispatch119: {timeout: 0}", "dispatch119.timeout"),
+    ("log: {level: verbose}", "log.level"),
+    ("log: {format: xml}", "log.format"),
+    ("data_dir: [a]", "data_dir"),
+    ("sites: missing-sites.yaml", "sites"),
+    ("gb26875:\n  listen: '0.0.0.0:9001'\n  listen: '0.0.0.0:9002'\n", "gb26875.listen"),  # duplicate
+    ("- just\n- a list\n", "cfg.yaml"),
+    ("gb26875:\n  listen: [\n", "cfg.yaml"),  # YAML syntax error
+]
+
+
+def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "key"), BAD_CONFIGS)
+def test_bad_config_names_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    keys = [p.key.removeprefix(str(tmp_path) + "/") for p in info.value.problems]
+    assert key in keys, str(info.value)
+    assert config_check(path) == 1
+    out, err = capsys.readouterr()
+    assert key.removeprefix("cfg.yaml") in err
+    assert "Traceback" not in err + out
+    assert out == ""
+
+
+def test_error_format_and_hierarchy(tmp_path: Path) -> None:
+    path = write(tmp_path, "gb26875:\n  listen: 'not-a-host-port'\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        f"gb26875.listen: expected host:port, e.g. 0.0.0.0:9001 (got 'not-a-host-port') [{path}:2]"
+    )
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, FiregateError)
+    assert str(ConfigProblem("nats.url", "file not found")) == "nats.url: file not found"
+
+
+def test_every_problem_reported_in_file_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "log:\n  level: loud\ngb26875:\n  listen: x\n  retries: 99\nbogus: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert [p.key for p in info.value.problems] == ["log.level", "gb26875.listen", "gb26875.retries", "bogus"]
+    assert [p.where for p in info.value.problems] == [f"{path}:{n}" for n in (2, 4, 5, 6)]
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"gb26875\.listne: unknown key \(did you mean 'listen'\?\)"):
+        load_settings(write(tmp_path, "gb26875: {listne: '0.0.0.0:9001'}"))
+
+
+def test_yaml_syntax_error_has_line_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "gb26875:\n  listen: '0.0.0.0:9001'\n   bad: [\n")
+    with pytest.raises(ConfigError, match=r"YAML syntax error at line 3"):
+        load_settings(path)
+
+
+def test_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for path, reason in [
+        (tmp_path / "nope.yaml", "file not found"),
+        (tmp_path, "is a directory"),
+        (write(tmp_path, "", "bin.yaml"), None),
+    ]:
+        if reason is None:
+            path.write_bytes(b"\xff\xfe\x00bad")
+            reason = "not UTF-8"
+        assert config_check(path) == 1
+        err = capsys.readouterr().err
+        assert reason in err and str(path) in err and "Traceback" not in err
+
+
+def test_secrets_are_never_echoed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "nats: {url: 'nats://fire:s3cret@n1', password: 123456, token: [987654]}\n"
+        "dispatch119: {token: {x: 555555}}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert "nats.password" in text and "nats.token" in text and "dispatch119.token" in text
+    for secret in ("s3cret", "123456", "987654", "555555"):
+        assert secret not in text
+
+
+def test_defaults_without_a_file() -> None:
+    s = load_settings(None)
+    assert s.nats.embedded and s.nats.urls == ["nats://127.0.0.1:4223"]
+    assert s.effective_replicas == 1
+    assert s.gb26875.listen == "0.0.0.0:9001" and s.http.listen == "0.0.0.0:9108"
+    assert s.bus.stream == "FIRE" and s.bus.duplicate_window == 120
+    assert s.bus.max_bytes == 50 * 10**9 and s.bus.spool_max_bytes == 10**9
+    assert s.gb26875.idle_timeout == 100 and s.gb26875.patrol_interval == 3600
+    assert s.gb26875.write_buffer_limit == 65536
+    assert s.dispatch119.url is None and s.sites is None
+    assert s.data_dir == Path("firegate-data")
+    assert s.log.level == "INFO" and s.log.format == "json"
+    assert load_settings(None) == Settings()
+
+
+def test_empty_file_is_defaults(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "# nothing\n")) == load_settings(None)
+
+
+def test_env_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "gb26875: {listen: '0.0.0.0:9001', retries: 5}\nlog: {level: info}\n")
+    monkeypatch.setenv("FIREGATE_GB26875__LISTEN", "127.0.0.1:9555")
+    monkeypatch.setenv("firegate_log__level", "debug")  # names are case-insensitive
+    monkeypatch.setenv("FIREGATE_DATA_DIR", "/var/lib/firegate")
+    s = load_settings(path)
+    assert s.gb26875.listen == "127.0.0.1:9555"
+    assert s.gb26875.retries == 5  # the file still counts for keys the env leaves alone
+    assert s.log.level == "DEBUG"
+    assert s.data_dir == Path("/var/lib/firegate")
+
+
+def test_env_error_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREGATE_BUS__DUPLICATE_WINDOW", "5")
+    monkeypatch.setenv("FIREGATE_GB26875__LISTNE", "x")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, "bus: {duplicate_window: 60}\n"))
+    where = {p.key: p.where for p in info.value.problems}
+    assert where == {
+        "bus.duplicate_window": "env FIREGATE_BUS__DUPLICATE_WINDOW",
+        "gb26875.listne": "env FIREGATE_GB26875__LISTNE",
+    }
+
+
+def test_empty_env_unsets_an_optional_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREGATE_NATS__URL", "")
+    s = load_settings(write(tmp_path, "nats: {url: 'nats://n1:4222'}\n"))
+    assert s.nats.embedded
+
+
+@pytest.mark.parametrize(
+    ("url", "replicas"),
+    [
+        ("nats://n1:4222", 1),
+        ("nats://n1:4222,nats://n2:4222,nats://n3:4222", 3),
+        (" nats://n1:4222 , tls://n2:4443 ", 3),
+        ("wss://n1:443,ws://n2:8080", 3),
+    ],
+)
+def test_url_list_sets_replicas(tmp_path: Path, url: str, replicas: int) -> None:
+    s = load_settings(write(tmp_path, f"nats: {{url: '{url}'}}\n"))
+    assert s.effective_replicas == replicas
+    assert s.nats.urls == [u.strip() for u in url.split(",")]
+
+
+def test_url_list_from_env_sets_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREGATE_NATS__URL", "nats://n1:4222,nats://n2:4222,nats://n3:4222")
+    assert load_settings(None).effective_replicas == 3
+    monkeypatch.setenv("FIREGATE_BUS__REPLICAS", "1")
+    assert load_settings(None).effective_replicas == 1  # an explicit value wins
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    write(tmp_path / "etc", "sites: {}\n", "sites.yaml")
+    s = load_settings(write(tmp_path / "etc", "data_dir: data\nsites: sites.yaml\n"))
+    assert s.data_dir == tmp_path / "etc" / "data"
+    assert s.sites == tmp_path / "etc" / "sites.yaml"
+
+
+def test_yaml_11_pitfalls(tmp_path: Path) -> None:
+    # unquoted 12:30 is the number 750 in YAML 1.1; firegate reads it as a time
+    s = load_settings(write(tmp_path, "gb26875: {clock_sync_daily_at: 12:30, write_buffer_limit: 1MiB}\n"))
+    assert s.gb26875.clock_sync_daily_at == time(12, 30)
+    assert s.gb26875.write_buffer_limit == 1 << 20
+
+
+def test_config_check_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert config_check(write(tmp_path, "gb26875: {listen: '[::]:9001'}\n")) == 0
+    assert capsys.readouterr().out == "ok\n"
+
+
+def test_config_check_includes_the_site_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "sites: {A: {unit: x, lat: 91, lon: 0}}\n", "sites.yaml")
+    assert config_check(write(tmp_path, "sites: sites.yaml\n")) == 1
+    assert "sites.A.lat" in capsys.readouterr().err
+
+
+def test_config_check_in_a_fresh_process(tmp_path: Path) -> None:
+    path = write(tmp_path, "gb26875:\n  listen: 'not-a-host-port'\n")
+    code = "import sys; from firegate.config import config_check; sys.exit(config_check(sys.argv[1]))"
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=root)
+    assert p.returncode == 1
+    assert "gb26875.listen" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.0.0.0:9001", ("0.0.0.0", 9001)),
+        ("localhost:1", ("localhost", 1)),
+        ("[::]:65535", ("::", 65535)),
+        ("[fe80::1]:9108", ("fe80::1", 9108)),
+        ("gw-1.fire.local:9001", ("gw-1.fire.local", 9001)),
+    ],
+)
+def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["9001", "host:", "host:x", "::1:9001", "[::1]9001", "[::1:9001", "999.1.1.1:80", ":80", "a b:1"]
+)
+def test_parse_host_port_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_host_port(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("50G", 50 * 10**9),
+        ("1g", 10**9),
+        ("64KiB", 65536),
+        ("64KB", 65536),
+        ("512M", 512 * 10**6),
+        ("1.5G", 1_500_000_000),
+        ("2Ti", 2 * 1024**4),
+        ("4096", 4096),
+        ("10 MiB", 10 * 1024**2),
+        (4096, 4096),
+    ],
+)
+def test_parse_size(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "G", "1Q", "-1G", "1.2.3G", "lots"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_env_section_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREGATE_NATS", '{"url": "nats://n1:4222"}')
+    assert load_settings(None).nats.urls == ["nats://n1:4222"]
+    monkeypatch.setenv("FIREGATE_NATS", "{not json")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert [(p.key, p.where) for p in info.value.problems] == [("nats", "env FIREGATE_NATS")]
