@@ -1,12 +1,17 @@
 """Last known status per point in a JetStream KV bucket, so a restarted (or another) gateway
-neither forgets an open fault nor raises it again."""
+neither forgets an open fault nor raises it again.
+
+It never holds up a confirm: while NATS is away it answers from its local cache and keeps the
+changes to write once NATS is back (a frame's confirm must not wait on KV timeouts: the UITD
+retransmits after 10 s).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import nats.errors
@@ -20,25 +25,25 @@ log = logging.getLogger(__name__)
 
 
 class KvStatusMemory:
-    def __init__(self, kv: KeyValue, *, timeout: float = 2.0) -> None:
+    def __init__(self, kv: KeyValue, connected: Callable[[], bool], *, timeout: float = 1.0) -> None:
         self.kv = kv
+        self.connected = connected
         self.timeout = timeout
-        self._cache: dict[str, PointState] = {}  # this process wrote or read them last
+        self._cache: dict[str, PointState] = {}  # what this process read or wrote last
+        self._unsaved: dict[str, PointState] = {}
 
     async def get_many(self, keys: list[str]) -> dict[str, PointState]:
-        found: dict[str, PointState] = {}
+        found = {k: self._cache[k] for k in keys if k in self._cache}
         for key in keys:
-            cached = self._cache.get(key)
-            if cached is not None:
-                found[key] = cached
+            if key in found or not self.connected():
                 continue
             try:
                 entry = await asyncio.wait_for(self.kv.get(key), self.timeout)
             except nats.js.errors.KeyNotFoundError:
                 continue
             except (TimeoutError, nats.errors.Error) as e:
-                # NATS away: judge this point as first seen rather than hold up the frame (whose
-                # events still reach the spool); at worst a fault is raised twice
+                # judge this point as first seen rather than hold up the frame; at worst a fault
+                # is raised twice
                 log.warning("status memory unavailable for %s: %r", key, e)
                 continue
             if entry.value:
@@ -48,10 +53,16 @@ class KvStatusMemory:
         return found
 
     async def put_many(self, states: Mapping[str, PointState]) -> None:
-        for key, state in states.items():
-            self._cache[key] = state
+        self._cache.update(states)
+        self._unsaved.update(states)
+        if not self.connected():
+            return
+        for key, state in list(self._unsaved.items()):
             value = json.dumps({"status": state.status, "since": state.since.isoformat()}).encode()
             try:
                 await asyncio.wait_for(self.kv.put(key, value), self.timeout)
             except (TimeoutError, nats.errors.Error) as e:
-                log.warning("status memory not saved for %s: %r", key, e)
+                log.warning("status memory not saved yet for %s: %r", key, e)
+                return
+            if self._unsaved.get(key) is state:
+                del self._unsaved[key]

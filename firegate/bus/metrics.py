@@ -12,7 +12,7 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 PUBLISH_RESULTS: Final = ("stored", "duplicate", "spooled", "refused", "failed")
-RETRY_REASONS: Final = ("timeout", "no_responders", "disconnected", "api_error")
+RETRY_REASONS: Final = ("timeout", "no_responders", "disconnected", "api_error", "closed")
 REFUSE_REASONS: Final = ("full", "io_error")
 PRIORITIES: Final = ("fire", "other")
 

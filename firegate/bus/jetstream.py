@@ -1,0 +1,404 @@
+"""NATS connection, stream and KV set-up, and pipelined JetStream publishing.
+
+`AckMux` is firegate's publish path rather than nats-py's ``publish_async``:
+that one leaks a pending slot (and can then stall forever) when the
+underlying publish raises, and its futures have no deadline. Here every
+pending ack has a timer, so awaiting it is always bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import DEFAULT_PENDING_SIZE
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig, StreamInfo
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
+
+from firegate.bus import metrics
+from firegate.bus.errors import NatsConnectError, PublishError, StreamConfigError
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+PENDING_SIZE: Final = DEFAULT_PENDING_SIZE  # nats-py's outgoing buffer, as connect() sets it
+# nats-py's publish only awaits something (a forced flush) once that buffer is
+# past its size; well below it, it appends and returns, so the timeout each
+# send would otherwise need (a quarter of the publish cost) can be skipped.
+_PUBLISH_NEVER_WAITS_BELOW: Final = PENDING_SIZE // 2
+_STATUS_HEADER: Final = "Status"
+_ERR_STREAM_NAME_IN_USE: Final = 10058
+
+
+# -- connection -----------------------------------------------------------------------
+
+
+class _ConnectionLog:
+    """Connection callbacks that log one line per change, not one traceback per retry."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nc: NATS | None = None
+        self._last_error = ""
+
+    async def error(self, e: Exception) -> None:
+        text = f"{type(e).__name__}: {e}".rstrip(": ")
+        if text != self._last_error:  # repeated reconnect failures log once
+            log.warning("NATS (%s) error: %s", self.name, text)
+            self._last_error = text
+
+    async def disconnected(self) -> None:
+        metrics.nats_connected.set(0)
+        if self.nc is None or not self.nc.is_closed:  # closing says so in closed()
+            log.warning("NATS (%s) disconnected; reconnecting", self.name)
+
+    async def reconnected(self) -> None:
+        metrics.nats_connected.set(1)
+        self._last_error = ""
+        url = self.nc.connected_url if self.nc is not None else None
+        log.info("NATS (%s) reconnected to %s", self.name, url.netloc if url else "?")
+
+    async def closed(self) -> None:
+        metrics.nats_connected.set(0)
+        log.info("NATS (%s) connection closed", self.name)
+
+
+def split_urls(urls: Sequence[str] | str) -> list[str]:
+    """Flatten URLs as an operator writes them (``nats://a:4222,nats://b:4222``)."""
+    items = [urls] if isinstance(urls, str) else list(urls)
+    return [u.strip() for item in items for u in item.split(",") if u.strip()]
+
+
+async def connect(
+    urls: Sequence[str] | str,
+    name: str = "firegate",
+    *,
+    creds: str | os.PathLike[str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    connect_timeout: float = 10.0,
+    attempt_timeout: int = 2,
+    reconnect_time_wait: float = 1.0,
+    ping_interval: int = 10,
+    max_outstanding_pings: int = 3,
+) -> NATS:
+    """Connect to NATS, reconnecting forever afterwards.
+
+    The first connection must succeed within ``connect_timeout`` seconds (with
+    ``max_reconnect_attempts=-1`` nats-py would otherwise retry the first
+    connect forever) or NatsConnectError is raised. A dead peer is noticed
+    after about ``ping_interval * max_outstanding_pings`` seconds.
+    """
+    servers = split_urls(urls)
+    if not servers:
+        raise NatsConnectError([], connect_timeout, ValueError("no NATS URL given"))
+    state = _ConnectionLog(name)
+    nc = NATS()
+    state.nc = nc
+    options: dict[str, Any] = {}
+    if creds is not None:
+        options["user_credentials"] = os.fspath(creds)
+    if tls is not None:
+        options["tls"] = tls
+    try:
+        async with asyncio.timeout(connect_timeout):
+            await nc.connect(
+                servers=servers,
+                name=name,
+                error_cb=state.error,
+                disconnected_cb=state.disconnected,
+                reconnected_cb=state.reconnected,
+                closed_cb=state.closed,
+                connect_timeout=attempt_timeout,
+                reconnect_time_wait=reconnect_time_wait,  # type: ignore[arg-type]  # a float works
+                max_reconnect_attempts=-1,
+                ping_interval=ping_interval,
+                max_outstanding_pings=max_outstanding_pings,
+                flush_timeout=float(attempt_timeout),
+                pending_size=PENDING_SIZE,
+                **options,
+            )
+    except (TimeoutError, OSError, nats.errors.Error) as e:
+        await _close_quietly(nc)
+        raise NatsConnectError(servers, connect_timeout, e) from e
+    except BaseException:
+        await _close_quietly(nc)
+        raise
+    metrics.nats_connected.set(1)
+    url = nc.connected_url
+    log.info("NATS (%s) connected to %s", name, url.netloc if url else servers)
+    return nc
+
+
+async def _close_quietly(nc: NATS) -> None:
+    try:
+        async with asyncio.timeout(2.0):
+            await nc.close()
+    except (TimeoutError, OSError, nats.errors.Error) as e:
+        log.debug("closing a half-open NATS client: %r", e)
+
+
+# -- stream and KV --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """What firegate asks of the FIRE stream; other settings are left as found."""
+
+    name: str = "FIRE"
+    subjects: tuple[str, ...] = ("fire.>",)
+    duplicate_window: float = 120.0  # covers a UITD's 3 x 10 s retransmissions and a restart
+    max_age: float = 400 * 86400.0  # the standard asks for a year of records
+    max_bytes: int = -1  # -1: bounded by the server's max_file (discard old when reached)
+    num_replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.subjects:
+            raise StreamConfigError(self.name, "no subjects")
+        if self.duplicate_window <= 0:
+            raise StreamConfigError(self.name, f"duplicate_window must be > 0, got {self.duplicate_window}")
+        if self.max_age <= 0 or self.max_age < self.duplicate_window:
+            raise StreamConfigError(
+                self.name, f"max_age must be > 0 and >= duplicate_window, got {self.max_age}")
+        if self.max_bytes == 0 or self.max_bytes < -1:
+            raise StreamConfigError(self.name, f"max_bytes must be -1 or > 0, got {self.max_bytes}")
+        if not 1 <= self.num_replicas <= 5:
+            raise StreamConfigError(self.name, f"num_replicas must be 1..5, got {self.num_replicas}")
+
+
+def _differs(a: float | None, b: float) -> bool:
+    return a is None or abs(a - b) > 1e-3
+
+
+async def ensure_stream(js: JetStreamContext, settings: StreamSettings = StreamSettings()) -> StreamInfo:
+    """Create the stream, or update an existing one to ``settings`` (replicas included)."""
+    try:
+        info = await js.stream_info(settings.name)
+    except nats.js.errors.NotFoundError:
+        config = StreamConfig(
+            name=settings.name,
+            subjects=list(settings.subjects),
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=settings.duplicate_window,
+            max_age=settings.max_age,
+            max_bytes=settings.max_bytes,
+            num_replicas=settings.num_replicas,
+        )
+        try:
+            created = await js.add_stream(config)
+        except nats.js.errors.BadRequestError as e:
+            if e.err_code != _ERR_STREAM_NAME_IN_USE:  # else another gateway won the race
+                raise StreamConfigError(settings.name, f"cannot create: {e.description}") from e
+        except nats.js.errors.APIError as e:
+            raise StreamConfigError(settings.name, f"cannot create: {e.description}") from e
+        else:
+            log.info("created stream %s over %s", settings.name, ", ".join(settings.subjects))
+            return created
+        info = await js.stream_info(settings.name)
+    current = info.config
+    if current.storage not in (None, StorageType.FILE):
+        raise StreamConfigError(settings.name, f"exists with {current.storage} storage, want file "
+                                "(storage cannot be changed; recreate the stream)")
+    wanted = {
+        "subjects": sorted(settings.subjects),
+        "duplicate_window": settings.duplicate_window,
+        "max_age": settings.max_age,
+        "max_bytes": settings.max_bytes,
+        "num_replicas": settings.num_replicas,
+    }
+    changes = {
+        k: v for k, v in wanted.items()
+        if (sorted(current.subjects or []) != v if k == "subjects"
+            else _differs(getattr(current, k), v) if isinstance(v, float)
+            else getattr(current, k) != v)
+    }
+    if not changes:
+        return info
+    if "subjects" in changes:
+        changes["subjects"] = list(settings.subjects)
+    try:
+        updated = await js.update_stream(current.evolve(**changes))
+    except nats.js.errors.APIError as e:
+        raise StreamConfigError(settings.name, f"cannot update {sorted(changes)}: {e.description}") from e
+    log.info("updated stream %s: %s", settings.name, ", ".join(f"{k}={v}" for k, v in changes.items()))
+    return updated
+
+
+async def ensure_kv(
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    replicas: int = 1,
+    history: int = 1,
+    ttl: float | None = None,
+) -> KeyValue:
+    """Open a file-backed KV bucket, creating it or updating its replicas/history."""
+    if not 1 <= replicas <= 5:
+        raise StreamConfigError(f"KV_{bucket}", f"replicas must be 1..5, got {replicas}")
+    if not 1 <= history <= 64:
+        raise StreamConfigError(f"KV_{bucket}", f"history must be 1..64, got {history}")
+    try:
+        kv = await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        try:
+            return await js.create_key_value(
+                KeyValueConfig(bucket=bucket, history=history, replicas=replicas, ttl=ttl,
+                               storage=StorageType.FILE))
+        except nats.js.errors.APIError as e:
+            raise StreamConfigError(f"KV_{bucket}", f"cannot create: {e.description}") from e
+    stream = f"KV_{bucket}"
+    current = (await js.stream_info(stream)).config
+    changes: dict[str, Any] = {}
+    if current.num_replicas != replicas:
+        changes["num_replicas"] = replicas
+    if current.max_msgs_per_subject != history:
+        changes["max_msgs_per_subject"] = history
+    if changes:
+        try:
+            await js.update_stream(current.evolve(**changes))
+        except nats.js.errors.APIError as e:
+            raise StreamConfigError(stream, f"cannot update {sorted(changes)}: {e.description}") from e
+        log.info("updated KV bucket %s: %s", bucket, changes)
+    return kv
+
+
+# -- pipelined publishing -------------------------------------------------------------
+
+
+class PubAck(NamedTuple):
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+class _Pending:
+    __slots__ = ("future", "msg_id", "subject", "timer")
+
+    def __init__(self, future: asyncio.Future[PubAck], subject: str, msg_id: str,
+                 timer: asyncio.TimerHandle) -> None:
+        self.future = future
+        self.subject = subject
+        self.msg_id = msg_id
+        self.timer = timer
+
+
+class AckMux:
+    """Publishes to JetStream with one wildcard inbox for every ack.
+
+    ``send`` writes the message and returns a future that always completes
+    within ``ack_timeout``: with the ack, or with a PublishError. Not connected
+    means failing fast (retryable) rather than filling nats-py's reconnect
+    buffer: the caller's retry or the spool handles it.
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox() + "."
+        self._pending: dict[str, _Pending] = {}
+        self._next = 0
+        self._sub: Subscription | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+
+    async def close(self) -> None:
+        sub, self._sub = self._sub, None
+        for token in list(self._pending):
+            self._fail(token, "closed", retryable=True)
+        if sub is not None and not self._nc.is_closed:
+            try:
+                async with asyncio.timeout(2.0):
+                    await sub.unsubscribe()
+            except (TimeoutError, nats.errors.Error) as e:
+                log.debug("unsubscribing the ack inbox: %r", e)
+
+    async def send(self, subject: str, payload: bytes, msg_id: str, ack_timeout: float
+                   ) -> asyncio.Future[PubAck]:
+        """Publish with ``Nats-Msg-Id``; raises PublishError if it could not even be sent."""
+        nc = self._nc
+        if self._sub is None:
+            raise PublishError(subject, msg_id, "closed", retryable=True)
+        if not nc.is_connected:
+            raise PublishError(subject, msg_id, "disconnected", retryable=True)
+        loop = asyncio.get_running_loop()
+        self._next += 1
+        token = format(self._next, "x")
+        future: asyncio.Future[PubAck] = loop.create_future()
+        timer = loop.call_later(ack_timeout, self._fail, token, "timeout", True)
+        self._pending[token] = _Pending(future, subject, msg_id, timer)
+        reply = self._prefix + token
+        headers = {MSG_ID_HEADER: msg_id}
+        try:
+            if nc.pending_data_size + len(payload) < _PUBLISH_NEVER_WAITS_BELOW:
+                await nc.publish(subject, payload, reply=reply, headers=headers)
+            else:  # it may wait for a forced flush: bound that wait
+                async with asyncio.timeout(ack_timeout):
+                    await nc.publish(subject, payload, reply=reply, headers=headers)
+        except BaseException as e:
+            pending = self._pending.pop(token, None)
+            if pending is not None:
+                pending.timer.cancel()
+            future.cancel()
+            if isinstance(e, nats.errors.MaxPayloadError):
+                raise PublishError(subject, msg_id, "too_large", retryable=False,
+                                   detail=f"{len(payload)} bytes > {nc.max_payload}") from e
+            if isinstance(e, nats.errors.BadSubjectError):
+                raise PublishError(subject, msg_id, "bad_subject", retryable=False) from e
+            if isinstance(e, TimeoutError):
+                raise PublishError(subject, msg_id, "timeout", retryable=True, detail="send stalled") from e
+            if isinstance(e, (nats.errors.Error, OSError)):
+                raise PublishError(subject, msg_id, "disconnected", retryable=True, detail=repr(e)) from e
+            raise
+        return future
+
+    def _fail(self, token: str, reason: str, retryable: bool, detail: str = "") -> None:
+        pending = self._pending.pop(token, None)
+        if pending is None:
+            return
+        pending.timer.cancel()
+        if not pending.future.done():
+            pending.future.set_exception(
+                PublishError(pending.subject, pending.msg_id, reason, retryable=retryable, detail=detail))
+
+    async def _on_reply(self, msg: Msg) -> None:
+        token = msg.subject[len(self._prefix):]
+        if msg.headers and msg.headers.get(_STATUS_HEADER) == "503":
+            self._fail(token, "no_responders", True, "no stream answers this subject (yet)")
+            return
+        try:
+            resp = json.loads(msg.data)
+            error = resp.get("error")
+        except (ValueError, AttributeError):
+            self._fail(token, "api_error", True, f"unreadable ack {msg.data[:80]!r}")
+            return
+        if error:
+            # Every API error is retried: in a cluster most are transient
+            # (no leader, stream offline), and the spool keeps what is not.
+            self._fail(token, "api_error", True,
+                       f"{error.get('code')}/{error.get('err_code')} {error.get('description')}")
+            return
+        pending = self._pending.pop(token, None)
+        if pending is None:
+            return
+        pending.timer.cancel()
+        if not pending.future.done():
+            pending.future.set_result(
+                PubAck(resp.get("stream", ""), resp.get("seq", 0), bool(resp.get("duplicate", False))))
