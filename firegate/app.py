@@ -19,6 +19,7 @@ from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
 from firegate.config import Settings, parse_host_port
+from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ops.http import HealthServer
 from firegate.sites import SiteRegistry
@@ -31,12 +32,23 @@ def gateway_options(settings: Settings) -> GatewayOptions:
     host, port = parse_host_port(g.listen)
     udp_host, udp_port = parse_host_port(g.udp_listen) if g.udp_listen else (None, None)
     return GatewayOptions(
-        host=host, port=port, udp_host=udp_host, udp_port=udp_port, center_address=g.center_address,
-        address_mode=g.address_mode, max_connections=g.max_connections,
-        first_frame_timeout=g.first_frame_timeout, idle_timeout=g.idle_timeout,
-        confirm_timeout=g.confirm_timeout, retries=g.retries, patrol_interval=g.patrol_interval,
-        clock_sync_on_connect=g.clock_sync_on_connect, rate_limit=g.rate_limit_per_device,
-        rate_burst=g.rate_burst, write_buffer_limit=g.write_buffer_limit, registry_policy=g.registry_policy,
+        host=host,
+        port=port,
+        udp_host=udp_host,
+        udp_port=udp_port,
+        center_address=g.center_address,
+        address_mode=g.address_mode,
+        max_connections=g.max_connections,
+        first_frame_timeout=g.first_frame_timeout,
+        idle_timeout=g.idle_timeout,
+        confirm_timeout=g.confirm_timeout,
+        retries=g.retries,
+        patrol_interval=g.patrol_interval,
+        clock_sync_on_connect=g.clock_sync_on_connect,
+        rate_limit=g.rate_limit_per_device,
+        rate_burst=g.rate_burst,
+        write_buffer_limit=g.write_buffer_limit,
+        registry_policy=g.registry_policy,
     )
 
 
@@ -46,14 +58,18 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
     server: EmbeddedNatsServer | None = None
     if settings.nats.embedded:
         server = EmbeddedNatsServer(
-            settings.data_dir / "nats", port=settings.nats.embedded_port,
-            max_mem=settings.nats.embedded_max_mem, max_file=settings.nats.embedded_max_file,
+            settings.data_dir / "nats",
+            port=settings.nats.embedded_port,
+            max_mem=settings.nats.embedded_max_mem,
+            max_file=settings.nats.embedded_max_file,
+            sync_always=settings.nats.embedded_sync,
         )
         await server.start()
         log.info("embedded nats-server on %s", server.url)
     try:
         nc = await connect(
-            settings.nats.urls, "firegate",
+            settings.nats.urls,
+            "firegate",
             creds=str(settings.nats.creds_file) if settings.nats.creds_file else None,
             connect_timeout=settings.nats.connect_timeout,
         )
@@ -73,7 +89,7 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     sites = SiteRegistry.load(settings.sites) if settings.sites else None
 
     def site_of(device: str) -> str:
@@ -89,27 +105,40 @@ async def run(settings: Settings) -> None:
     try:
         async with nats_connection(settings) as nc:
             js = nc.jetstream()
-            await ensure_stream(js, StreamSettings(
-                name=settings.bus.stream, duplicate_window=settings.bus.duplicate_window,
-                max_age=settings.bus.max_age_days * 86400, max_bytes=settings.bus.max_bytes,
-                num_replicas=settings.effective_replicas,
-            ))
+            await ensure_stream(
+                js,
+                StreamSettings(
+                    name=settings.bus.stream,
+                    duplicate_window=settings.bus.duplicate_window,
+                    max_age=settings.bus.max_age_days * 86400,
+                    max_bytes=settings.bus.max_bytes,
+                    num_replicas=settings.effective_replicas,
+                ),
+            )
             kv = await ensure_kv(js, BUCKET, replicas=settings.effective_replicas)
             spool = await Spool.open(data_dir / "spool", max_bytes=settings.bus.spool_max_bytes)
             try:
-                async with Publisher(nc, spool, PublisherSettings(retry_for=settings.bus.publish_retry)) as pub:
-                    normalizer = Normalizer(KvStatusMemory(kv), site_of=site_of, location_of=location_of)
+                async with Publisher(
+                    nc, spool, PublisherSettings(retry_for=settings.bus.publish_retry)
+                ) as pub:
+                    normalizer = Normalizer(
+                        KvStatusMemory(kv, lambda: nc.is_connected), site_of=site_of, location_of=location_of
+                    )
                     gateway = Gateway(
                         gateway_options(settings), JetStreamSink(pub), normalizer=normalizer, site_of=site_of
                     )
-                    health.add_check("nats", lambda: (nc.is_connected, "connected" if nc.is_connected else "down"))
+                    health.add_check(
+                        "nats", lambda: (nc.is_connected, "connected" if nc.is_connected else "down")
+                    )
                     health.add_check("gb26875_listener", lambda: gateway.ready.is_set())
                     health.add_check("spool", lambda: spool.pending_bytes < settings.bus.spool_max_bytes)
                     async with asyncio.TaskGroup() as tg:
                         serving = tg.create_task(gateway.serve())
                         replayer = tg.create_task(pub.run_replayer())
+                        commands = tg.create_task(CommandServer(nc, gateway).run())
                         await stop.wait()
                         log.info("stopping: draining the gateway")
+                        commands.cancel()
                         gateway.stop()
                         await serving
                         replayer.cancel()

@@ -49,6 +49,56 @@ def _config_check(args: argparse.Namespace) -> int:
     return config_check(args.file)
 
 
+def cli_nats_urls(config: str | None) -> list[str]:
+    """Where the running system is: the config's nats.url, the environment's, else 127.0.0.1:4223.
+    Without --config only the environment is read, keeping these commands quick to start."""
+    import os
+
+    if config:
+        from firegate.config import load_settings
+
+        return load_settings(config).nats.urls
+    url = os.environ.get("FIREGATE_NATS__URL")
+    if url:
+        return [u.strip() for u in url.split(",") if u.strip()]
+    port = os.environ.get("FIREGATE_NATS__EMBEDDED_PORT", "4223")
+    return [f"nats://127.0.0.1:{port}"]
+
+
+def _device(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    import nats
+
+    from firegate.gateway.remote import request
+
+    body: dict[str, object] = {}
+    if args.action == "duty_check":
+        body["timeout_minutes"] = args.minutes
+    if args.action == "read":
+        body["type"] = args.type
+        if args.objects:
+            body["objects"] = json.loads(args.objects)
+
+    async def go() -> dict[str, object]:
+        nc = await nats.connect(
+            cli_nats_urls(args.config), connect_timeout=3, max_reconnect_attempts=1, allow_reconnect=False
+        )
+        try:
+            return await request(nc, args.device, args.action, body, args.timeout)
+        finally:
+            await nc.close()
+
+    try:
+        result = asyncio.run(go())
+    except OSError as e:
+        sys.stderr.write(f"firegate: cannot reach NATS: {e}\n")
+        return 2
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0 if result.get("ok") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="firegate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the gateway, the bus and the forwarders")
     run.add_argument("--config", help="YAML configuration file (default: embedded defaults)")
     run.set_defaults(func=_run)
+
+    dev = sub.add_parser("device", help="send a command to a connected UITD (over NATS)")
+    dev.add_argument("device", help="device id (the decimal of its address)")
+    dev.add_argument("action", choices=["clock_sync", "init", "duty_check", "read"])
+    dev.add_argument("--minutes", type=int, default=10, help="duty_check: answer window (min)")
+    dev.add_argument("--type", type=int, default=81, help="read: request type (61-68, 81, 84-86, 88)")
+    dev.add_argument("--objects", help="read: JSON list of request objects (for 61-68, 84)")
+    dev.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the answer")
+    dev.add_argument("--json", action="store_true", help="one line of JSON")
+    dev.add_argument("--config", help="find NATS from this configuration file")
+    dev.set_defaults(func=_device)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")

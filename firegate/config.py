@@ -245,6 +245,7 @@ class Nats(_Section):
     embedded_port: Annotated[int, Field(ge=1, le=65535)] = 4223
     embedded_max_mem: Size = parse_size("256M")
     embedded_max_file: Size = parse_size("64G")
+    embedded_sync: bool = True
 
     @property
     def embedded(self) -> bool:

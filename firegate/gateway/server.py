@@ -7,10 +7,10 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 from firegate.bus.events import DutyCheckResult
 from firegate.bus.normalize import MemoryStatusMemory, Normalizer
@@ -32,6 +32,7 @@ from firegate.gateway.sink import EventSink
 from firegate.gateway.udp import Addr, DatagramPeer
 
 log = logging.getLogger("firegate.gateway")
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -108,6 +109,8 @@ class Gateway:
         self.port: int | None = None
         self.udp_port: int | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self.device_events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # ("up"|"down", device)
+        self._background: set[asyncio.Task[Any]] = set()  # command work; cancelled at stop
 
     # ---- clocks (a seam for tests) --------------------------------------------------------------
 
@@ -146,6 +149,8 @@ class Gateway:
             finally:
                 server.close()
                 await self._drain()
+                for task in self._background:
+                    task.cancel()  # pending duty-check windows, clock syncs: nothing to drain
                 if self._udp is not None:
                     self._udp.close()
                 with contextlib.suppress(TimeoutError):
@@ -190,6 +195,7 @@ class Gateway:
         self._rt.sessions.discard(session)
         if session.device is not None and self._rt.by_device.get(session.device) is session:
             del self._rt.by_device[session.device]
+            self.device_events.put_nowait(("down", session.device))
         if session.protocol == "udp":
             peer = session.transport.get_extra_info("peername") if session.transport else None
             if peer is not None and self._rt.udp_peers.get(peer) is session:
@@ -202,11 +208,13 @@ class Gateway:
         self._rt.by_device[session.device] = session
         if old is not None and old is not session:
             old.close("replaced")
+        else:
+            self.device_events.put_nowait(("up", session.device))
 
     def greet(self, session: Session) -> None:
         """After a new session's first confirm: sync the device's clock (spec §8)."""
         if self.options.clock_sync_on_connect and self._tg is not None and session.device is not None:
-            self._tg.create_task(self._quietly(self.clock_sync(session.device), "clock_sync"))
+            self._spawn(self._quietly(self.clock_sync(session.device), "clock_sync"))
 
     def registry_allows(self, device: str, peer: str) -> bool:
         known = self.options.known_devices
@@ -264,13 +272,28 @@ class Gateway:
     async def duty_check(self, device: str, timeout_minutes: int) -> DutyCheckResult:
         """Send 查岗 (91), then wait up to the window for the operator's answer (type 24, bit 5).
         The result is published and returned."""
+        return await (await self.start_duty_check(device, timeout_minutes))
+
+    async def start_duty_check(self, device: str, timeout_minutes: int) -> asyncio.Task[DutyCheckResult]:
+        """Send 查岗 and return once the UITD confirmed it; the returned task (owned by the
+        gateway's TaskGroup) waits for the answer and publishes the result."""
+        if self._tg is None:
+            raise CommandFailed("not_serving", device)
         answered = self.duty.expect(device)
         sent = time.monotonic()
         try:
             await self.command(device, Command.CONTROL, 91, [DutyCheck(timeout_minutes)], "duty_check")
-            window = timeout_minutes * 60.0
+        except BaseException:
+            self.duty.waiting.pop(device, None)
+            raise
+        return self._spawn(self._await_duty_answer(device, timeout_minutes, answered, sent))
+
+    async def _await_duty_answer(
+        self, device: str, timeout_minutes: int, answered: asyncio.Future[float], sent: float
+    ) -> DutyCheckResult:
+        try:
             try:
-                at = await asyncio.wait_for(asyncio.shield(answered), window)
+                at = await asyncio.wait_for(asyncio.shield(answered), timeout_minutes * 60.0)
                 after: float | None = round(at - sent, 3)
             except TimeoutError:
                 after = None
@@ -290,9 +313,16 @@ class Gateway:
         await self.sink.publish([result], fire=False)
         return result
 
-    async def _quietly(self, work: object, action: str) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        assert self._tg is not None
+        task = self._tg.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _quietly(self, work: Awaitable[object], action: str) -> None:
         try:
-            await work  # type: ignore[misc]
+            await work
         except CommandFailed as e:
             log.info("%s: %s", action, e)
 

@@ -1,0 +1,176 @@
+"""`firegate run` as ops run it: a subprocess from a clean directory, stopped by signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firegate.codecs.gb26875 import Command, ComponentStatus, TimeTag
+from tests.gateway.client import Uitd
+from tests.natsserver import nats_client
+
+FIREGATE = str(Path(sys.executable).with_name("firegate"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
+class Firegate:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.gb, self.http, self.nats = free_port(), free_port(), free_port()
+        self.env = dict(
+            os.environ,
+            FIREGATE_GB26875__LISTEN=f"127.0.0.1:{self.gb}",
+            FIREGATE_HTTP__LISTEN=f"127.0.0.1:{self.http}",
+            FIREGATE_NATS__EMBEDDED_PORT=str(self.nats),
+            FIREGATE_GB26875__CLOCK_SYNC_ON_CONNECT="false",
+            FIREGATE_LOG__LEVEL="WARNING",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.workdir / "firegate.log", "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen([FIREGATE, "run"], cwd=self.workdir, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.workdir / "firegate.log").read_text()[-2000:]
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            time.sleep(0.1)
+        raise AssertionError("firegate not ready in 30 s: " + (self.workdir / "firegate.log").read_text()[-2000:])
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill_all(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def firegate(tmp_path: Path) -> Iterator[Firegate]:
+    fg = Firegate(tmp_path)
+    try:
+        yield fg
+    finally:
+        fg.kill_all()
+
+
+def nats_servers_under(path: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                cwd = os.readlink(proc / "cwd")
+                if "nats-server" in cmd and (str(path) in cmd or cwd.startswith(str(path))):
+                    pids.append(int(proc.name))
+    return pids
+
+
+async def test_run_confirms_counts_and_stops_cleanly(firegate: Firegate, tmp_path: Path) -> None:
+    started = time.monotonic()
+    await asyncio.to_thread(firegate.start)
+    assert time.monotonic() - started < 15
+    dev = await Uitd(74565).connect(firegate.gb)
+    for _ in range(3):
+        assert (await dev.exchange(dev.frame())).command == Command.CONFIRM
+    alarm = ComponentStatus.make(1, 1, 42, 9, 0b11, "大厅", TimeTag.now())
+    assert (await dev.exchange(dev.frame(2, [alarm]))).command == Command.CONFIRM
+    await dev.close()
+    text = await asyncio.to_thread(firegate.metrics)
+    line = next(x for x in text.splitlines()
+                if x.startswith("firegate_gateway_frames_received_total") and 'command="send_data"' in x)
+    assert float(line.split()[-1]) == 4
+    assert nats_servers_under(tmp_path), "the embedded nats-server should run with its data in the workdir"
+    firegate.signal(signal.SIGTERM)
+    assert firegate.proc is not None
+    assert await asyncio.to_thread(firegate.proc.wait, 10) == 0
+    await asyncio.sleep(0.3)
+    assert not port_open(firegate.nats) and not nats_servers_under(tmp_path)
+
+
+async def send_until_confirmed(dev: Uitd, port: int, raw: bytes, deadline: float) -> None:
+    """What a UITD does: resend the same bytes until confirmed, reconnecting when the link drops."""
+    while time.monotonic() < deadline:
+        try:
+            if dev.writer is None or dev.writer.is_closing():
+                await dev.connect(port)
+            reply = await dev.exchange(raw, timeout=1.0)
+            if reply.command == Command.CONFIRM and reply.serial == raw[2] | raw[3] << 8:
+                return
+        except (OSError, ConnectionError, TimeoutError):
+            await dev.close()
+            dev.writer = None
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"device {dev.address} never got a confirm")
+
+
+async def test_sigkill_mid_load_then_retransmissions_give_exactly_the_sent_set(firegate: Firegate) -> None:
+    await asyncio.to_thread(firegate.start)
+    devices = [Uitd(5000 + i) for i in range(8)]
+    frames = {d.address: [d.frame(2, [ComponentStatus.make(1, 1, 42, n, 0b11, f"{n}号", TimeTag.now())])
+                          for n in range(12)] for d in devices}
+    deadline = time.monotonic() + 60
+
+    async def device_loop(d: Uitd) -> None:
+        for raw in frames[d.address]:
+            await send_until_confirmed(d, firegate.gb, raw, deadline)
+
+    async def killer() -> None:
+        await asyncio.sleep(0.3)
+        assert firegate.proc is not None
+        firegate.proc.send_signal(signal.SIGKILL)  # firegate only: its nats-server child must follow
+        await asyncio.to_thread(firegate.proc.wait, 10)
+        await asyncio.to_thread(firegate.start)
+
+    async with asyncio.TaskGroup() as tg:
+        for d in devices:
+            tg.create_task(device_loop(d))
+        tg.create_task(killer())
+    for d in devices:
+        await d.close()
+    async with nats_client(f"nats://127.0.0.1:{firegate.nats}") as nc:
+        js = nc.jetstream(timeout=5.0)
+        sub = await js.subscribe("fire.alarm.>", ordered_consumer=True)
+        got = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(json.loads((await sub.next_msg(timeout=2)).data))
+    sent = {(str(a), n) for a in frames for n in range(12)}
+    seen = [(e["device"], e["point"]["component_address"]) for e in got]
+    assert len(seen) == len(set(seen)), "a duplicate reached the stream"
+    assert set(seen) == sent
