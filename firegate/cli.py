@@ -99,6 +99,12 @@ def _device(args: argparse.Namespace) -> int:
     return 0 if result.get("ok") else 1
 
 
+def _sim(args: argparse.Namespace) -> int:
+    from firegate.sim.cli import sim_main
+
+    return sim_main(list(args.rest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="firegate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -124,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--config", help="find NATS from this configuration file")
     dev.set_defaults(func=_device)
 
+    sim = sub.add_parser(
+        "sim", help="simulated UITDs: load generator, or 'sim alarm' for one fire alarm", add_help=False
+    )
+    sim.add_argument("rest", nargs=argparse.REMAINDER, help="see 'firegate sim --help'")
+    sim.set_defaults(func=_sim)
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = cfg_sub.add_parser("check", help="validate a configuration file")
@@ -133,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:  # the simulator owns its options, --help included
+        from firegate.sim.cli import sim_main
+
+        return sim_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

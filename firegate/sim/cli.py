@@ -1,0 +1,327 @@
+"""`firegate sim`: a load run against a center, or `firegate sim alarm`: one fire alarm, one latency."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from time import perf_counter
+from typing import Any, TypeVar
+
+from firegate.sim.device import DeviceSettings, ExchangeResult, Outcome, SimulatedUitd, UdpSimulatedUitd
+from firegate.sim.load import DEFAULT_MIX, FIRST_ADDRESS, Mix, parse_mix, run_load
+from firegate.sim.payloads import Kind
+
+_T = TypeVar("_T")
+_N = TypeVar("_N", int, float)
+
+
+def _mix(text: str) -> Mix:
+    try:
+        return parse_mix(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _delay(text: str) -> float | None:
+    if text.strip().lower() in ("never", "none", "-"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'never', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the delay must be >= 0")
+    return value
+
+
+def _number(kind: Callable[[str], _N], *, zero_ok: bool = False) -> Callable[[str], _N]:
+    """An argparse type: a number > 0 (or >= 0 with zero_ok)."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (value >= 0 if zero_ok else value > 0):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if zero_ok else '>'} 0, got {text}")
+        return value
+
+    return parse
+
+
+def _address(text: str) -> int:
+    """A 6-byte address as a decimal integer (device ids are the decimal LE address)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 1 << 48:
+        raise argparse.ArgumentTypeError(f"an address fits 6 bytes (0 to {(1 << 48) - 1}), got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="the center's address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9001, help="the center's port (default 9001)")
+    p.add_argument("--udp", action="store_true", help="send over UDP instead of TCP")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--confirm-timeout",
+        type=_number(float),
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for a confirm before retransmitting (default 10)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_number(int, zero_ok=True),
+        default=3,
+        help="retransmissions before failing (default 3)",
+    )
+    p.add_argument(
+        "--serial-start",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="first serial on each connection (default 0)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_number(float),
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for a connection (default 5)",
+    )
+    p.add_argument("--center-address", type=_address, default=0, help="destination address (default 0)")
+    p.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop (auto: uvloop when installed)",
+    )
+
+
+def load_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="firegate sim",
+        description="Simulated UITDs against a GB/T 26875.3 center: one TCP connection per device, "
+        "heartbeats plus a random traffic mix. Exit 0 when nothing failed. "
+        "`firegate sim alarm --help`: one fire alarm from one device.",
+    )
+    _common(p)
+    p.add_argument("--devices", type=_number(int), default=1, help="simulated UITDs (default 1)")
+    p.add_argument(
+        "--rate",
+        type=_number(float, zero_ok=True),
+        default=10.0,
+        help="generated frames per second over all devices, heartbeats not counted (default 10)",
+    )
+    p.add_argument("--duration", type=_number(float), default=10.0, metavar="S", help="default 10")
+    default_mix = ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items())
+    p.add_argument(
+        "--mix",
+        type=_mix,
+        default=parse_mix(default_mix),
+        help=f"kind=weight,...; kinds fire, manual, fault, clear, status, uitd, analog, "
+        f"heartbeat; the rest of 1 goes to heartbeats (default {default_mix})",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=_number(float, zero_ok=True),
+        default=30.0,
+        metavar="S",
+        help="heartbeat interval per device, 0 for none (default 30)",
+    )
+    p.add_argument(
+        "--ramp",
+        type=_number(float, zero_ok=True),
+        default=None,
+        metavar="S",
+        help="seconds over which devices connect and load rises (default: ~2000 devices/s)",
+    )
+    p.add_argument(
+        "--window",
+        type=_number(int),
+        default=1,
+        help="outstanding exchanges per device (default 1, as real UITDs)",
+    )
+    p.add_argument(
+        "--duty-delay",
+        type=_delay,
+        default=5.0,
+        metavar="S|never",
+        help="seconds until a duty check (type 91) is answered (default 5)",
+    )
+    p.add_argument(
+        "--first-address",
+        type=_address,
+        default=FIRST_ADDRESS,
+        help=f"address of the first device; the others follow (default {FIRST_ADDRESS})",
+    )
+    p.add_argument(
+        "--drain",
+        type=_number(float, zero_ok=True),
+        default=1.0,
+        metavar="S",
+        help="after the run, seconds to collect confirms still in flight (default 1)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable mix")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    return p
+
+
+def alarm_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="firegate sim alarm",
+        description="Connect as one UITD, send one fire alarm (type 2, fire bit), print the time from "
+        "sending it to the center's confirm. Exit 0 when it was confirmed.",
+    )
+    _common(p)
+    p.add_argument("--device", type=_address, default=889, help="the UITD's address (default 889)")
+    p.add_argument("--manual", action="store_true", help="a manual call point instead of a detector")
+    return p
+
+
+def _run(coro: Coroutine[Any, Any, _T], loop: str) -> _T:
+    factory = None
+    if loop != "asyncio":
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            if loop == "uvloop":
+                raise SystemExit("firegate sim: uvloop is not installed") from None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> DeviceSettings:
+    return DeviceSettings(
+        confirm_timeout=args.confirm_timeout,
+        retries=args.retries,
+        serial_start=args.serial_start,
+        connect_timeout=args.connect_timeout,
+        center_address=args.center_address,
+        **extra,
+    )
+
+
+def _load(argv: Sequence[str]) -> int:
+    parser = load_parser()
+    args = parser.parse_args(argv)
+    if args.first_address + args.devices > 1 << 48:
+        parser.error(f"--first-address {args.first_address} leaves no room for {args.devices} devices")
+    try:
+        settings = _settings(args, window=args.window, duty_answer_delay=args.duty_delay)
+    except ValueError as e:
+        parser.error(str(e))
+    report = _run(
+        run_load(
+            args.host,
+            args.port,
+            devices=args.devices,
+            rate=args.rate,
+            duration=args.duration,
+            mix=args.mix,
+            heartbeat_interval=args.heartbeat or None,
+            ramp=args.ramp,
+            udp=args.udp,
+            settings=settings,
+            first_address=args.first_address,
+            drain=args.drain,
+            seed=args.seed,
+            progress=not args.quiet,
+        ),
+        args.loop,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1
+
+
+async def one_alarm(
+    host: str,
+    port: int,
+    *,
+    device: int = 889,
+    manual: bool = False,
+    udp: bool = False,
+    settings: DeviceSettings | None = None,
+) -> tuple[ExchangeResult | None, float | None]:
+    """Send one fire alarm from a fresh device: (its result, seconds to connect). (None, None) when
+    no connection was made within the connect timeout."""
+    s = replace(settings or DeviceSettings(), heartbeat_interval=None, heartbeat_on_connect=False)
+    cls = UdpSimulatedUitd if udp else SimulatedUitd
+    async with cls(device, host, port, settings=s) as uitd:
+        began = perf_counter()
+        try:
+            async with asyncio.timeout(s.connect_timeout):
+                await uitd.wait_connected()
+        except TimeoutError:
+            return None, None
+        connect = perf_counter() - began
+        try:
+            # every exchange is bounded; this bounds a link that keeps dropping mid-exchange too
+            async with asyncio.timeout(s.confirm_timeout * (s.retries + 1) + 1.0):
+                result = await uitd.send_fire_alarm(manual=manual)
+        except TimeoutError:
+            kind = Kind.MANUAL if manual else Kind.FIRE
+            result = ExchangeResult(Outcome.ABANDONED, kind, None, 0, None, b"")
+    return result, connect
+
+
+def _alarm(argv: Sequence[str]) -> int:
+    parser = alarm_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValueError as e:
+        parser.error(str(e))
+    what = "manual call point alarm" if args.manual else "fire alarm"
+    where = f"{args.host}:{args.port}"
+    result, connect = _run(
+        one_alarm(
+            args.host, args.port, device=args.device, manual=args.manual, udp=args.udp, settings=settings
+        ),
+        args.loop,
+    )
+    doc: dict[str, Any] = {
+        "device": args.device,
+        "center": where,
+        "kind": "manual" if args.manual else "fire",
+    }
+    if result is None:
+        doc.update(outcome="no_connection", latency_ms=None)
+        text = f"device {args.device}: no connection to {where} within {args.connect_timeout:g} s"
+    else:
+        latency = None if result.latency is None else round(result.latency * 1000, 3)
+        doc.update(
+            outcome=str(result.outcome),
+            latency_ms=latency,
+            serial=result.serial,
+            attempts=result.attempts,
+            connect_ms=round((connect or 0.0) * 1000, 3),
+        )
+        tries = f"{result.attempts} transmission{'s' if result.attempts != 1 else ''}"
+        if result.ok:
+            text = (
+                f"device {args.device} -> {where}: {what} confirmed in {latency:.2f} ms "
+                f"(serial {result.serial}, {tries})"
+            )
+        else:
+            text = f"device {args.device} -> {where}: {what} {result.outcome} after {tries}"
+    print(json.dumps(doc, ensure_ascii=False) if args.json else text)
+    return 0 if result is not None and result.ok else 1
+
+
+def sim_main(argv: list[str]) -> int:
+    """`firegate sim [load options]`, `firegate sim load ...` or `firegate sim alarm ...`."""
+    if argv and argv[0] == "alarm":
+        return _alarm(argv[1:])
+    return _load(argv[1:] if argv and argv[0] == "load" else argv)
