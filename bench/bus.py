@@ -50,8 +50,7 @@ def events(tag: str, count: int) -> list[Record]:
 
 async def ceiling(js: JetStreamContext, batch: list[Record]) -> float:
     start = time.perf_counter()
-    futures = [await js.publish_async(r.subject, r.payload, headers={"Nats-Msg-Id": r.msg_id})
-               for r in batch]
+    futures = [await js.publish_async(r.subject, r.payload, headers={"Nats-Msg-Id": r.msg_id}) for r in batch]
     acks = await asyncio.gather(*futures)
     elapsed = time.perf_counter() - start
     assert all(not a.duplicate for a in acks)
@@ -73,7 +72,7 @@ async def through_publisher(pub: Publisher, batch: list[Record], workers: int) -
 
 
 async def through_publish_many(pub: Publisher, batch: list[Record], workers: int, frame: int = 10) -> float:
-    frames = iter([batch[i:i + frame] for i in range(0, len(batch), frame)])
+    frames = iter([batch[i : i + frame] for i in range(0, len(batch), frame)])
 
     async def worker() -> None:
         for f in frames:
@@ -114,14 +113,17 @@ async def purge(nc: NATS) -> None:
 
 async def main(count: int, rounds: int, workers: int, sync_always: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="firegate-bench-") as tmp:
-        async with EmbeddedNatsServer(Path(tmp) / "nats", port=0, max_file=4 * 1024**3,
-                                      sync_always=sync_always) as server:
+        async with EmbeddedNatsServer(
+            Path(tmp) / "nats", port=0, max_file=4 * 1024**3, sync_always=sync_always
+        ) as server:
             nc = await connect([server.url], "bench")
             try:
                 js = nc.jetstream(timeout=10)
                 await ensure_stream(js, StreamSettings())
-                async with Spool(Path(tmp) / "spool") as spool, \
-                        Publisher(nc, spool, PublisherSettings()) as pub:
+                async with (
+                    Spool(Path(tmp) / "spool") as spool,
+                    Publisher(nc, spool, PublisherSettings()) as pub,
+                ):
                     await ceiling(js, events("warm-c", 2000))
                     await through_publisher(pub, events("warm-p", 2000), workers)
                     best_c = best_p = best_m = 0.0
@@ -157,8 +159,9 @@ async def main(count: int, rounds: int, workers: int, sync_always: bool) -> dict
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1000)

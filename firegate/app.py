@@ -22,6 +22,7 @@ from firegate.config import Settings, parse_host_port
 from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ops.http import HealthServer
+from firegate.ops.limits import raise_nofile_limit
 from firegate.sites import SiteRegistry
 
 log = logging.getLogger("firegate")
@@ -83,6 +84,32 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
             await server.stop()
 
 
+class _Readiness:
+    """/readyz: NATS connected, the UITD listener bound, the spool below its limit."""
+
+    def __init__(self) -> None:
+        self._nc: NATS | None = None
+        self._gateway: Gateway | None = None
+        self._spool: Spool | None = None
+        self._limit = 0
+
+    def attach(self, nc: NATS, gateway: Gateway, spool: Spool, limit: int) -> None:
+        self._nc, self._gateway, self._spool, self._limit = nc, gateway, spool, limit
+
+    def nats(self) -> tuple[bool, str]:
+        ok = self._nc is not None and self._nc.is_connected
+        return ok, "connected" if ok else "starting" if self._nc is None else "down"
+
+    def listener(self) -> tuple[bool, str]:
+        ok = self._gateway is not None and self._gateway.ready.is_set()
+        return ok, "bound" if ok else "starting"
+
+    def spool(self) -> tuple[bool, str]:
+        if self._spool is None:
+            return False, "starting"
+        return self._spool.pending_bytes < self._limit, f"{self._spool.pending_bytes} bytes pending"
+
+
 async def run(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,6 +117,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     data_dir = Path(settings.data_dir)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
     sites = SiteRegistry.load(settings.sites) if settings.sites else None
 
     def site_of(device: str) -> str:
@@ -101,6 +129,11 @@ async def run(settings: Settings) -> None:
 
     http_host, http_port = parse_host_port(settings.http.listen)
     health = HealthServer(http_host, http_port)
+    # registered before the server answers, so /readyz says "not ready" while we start
+    up = _Readiness()
+    health.add_check("nats", up.nats)
+    health.add_check("gb26875_listener", up.listener)
+    health.add_check("spool", up.spool)
     await health.start()
     try:
         async with nats_connection(settings) as nc:
@@ -127,11 +160,7 @@ async def run(settings: Settings) -> None:
                     gateway = Gateway(
                         gateway_options(settings), JetStreamSink(pub), normalizer=normalizer, site_of=site_of
                     )
-                    health.add_check(
-                        "nats", lambda: (nc.is_connected, "connected" if nc.is_connected else "down")
-                    )
-                    health.add_check("gb26875_listener", lambda: gateway.ready.is_set())
-                    health.add_check("spool", lambda: spool.pending_bytes < settings.bus.spool_max_bytes)
+                    up.attach(nc, gateway, spool, settings.bus.spool_max_bytes)
                     async with asyncio.TaskGroup() as tg:
                         serving = tg.create_task(gateway.serve())
                         replayer = tg.create_task(pub.run_replayer())

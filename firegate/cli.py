@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("rest", nargs=argparse.REMAINDER, help="see 'firegate sim --help'")
     sim.set_defaults(func=_sim)
 
+    sub.add_parser("schema", help="write (or --check) the events' JSON Schemas and AsyncAPI document")
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = cfg_sub.add_parser("check", help="validate a configuration file")
@@ -150,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from firegate.sim.cli import sim_main
 
         return sim_main(argv[1:])
+    if argv[:1] == ["schema"]:
+        from firegate.bus.schema import main as schema_main
+
+        return schema_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

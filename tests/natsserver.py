@@ -36,8 +36,12 @@ async def running_nats_server(
 ) -> AsyncIterator[EmbeddedNatsServer]:
     """A started private nats-server with JetStream; stopped (SIGKILL at worst) on exit."""
     options: dict[str, Any] = {
-        "host": "127.0.0.1", "port": 0, "max_mem": 64 * 1024**2, "max_file": 1024**3,
-        "start_timeout": 10.0, "stop_timeout": 5.0,
+        "host": "127.0.0.1",
+        "port": 0,
+        "max_mem": 64 * 1024**2,
+        "max_file": 1024**3,
+        "start_timeout": 10.0,
+        "stop_timeout": 5.0,
     }
     options.update(kwargs)
     server = EmbeddedNatsServer(store_dir, **options)

@@ -31,6 +31,7 @@ class KvStatusMemory:
         self.timeout = timeout
         self._cache: dict[str, PointState] = {}  # what this process read or wrote last
         self._unsaved: dict[str, PointState] = {}
+        self._flushing = asyncio.Lock()
 
     async def get_many(self, keys: list[str]) -> dict[str, PointState]:
         found = {k: self._cache[k] for k in keys if k in self._cache}
@@ -53,16 +54,29 @@ class KvStatusMemory:
         return found
 
     async def put_many(self, states: Mapping[str, PointState]) -> None:
+        """Write this frame's states; what an outage left unsaved is flushed by one caller at a time
+        (every session flushing the shared backlog would write each key once per session)."""
         self._cache.update(states)
-        self._unsaved.update(states)
         if not self.connected():
+            self._unsaved.update(states)
             return
-        for key, state in list(self._unsaved.items()):
-            value = json.dumps({"status": state.status, "since": state.since.isoformat()}).encode()
-            try:
-                await asyncio.wait_for(self.kv.put(key, value), self.timeout)
-            except (TimeoutError, nats.errors.Error) as e:
-                log.warning("status memory not saved yet for %s: %r", key, e)
-                return
-            if self._unsaved.get(key) is state:
-                del self._unsaved[key]
+        for key, state in states.items():
+            if not await self._put(key, state):
+                self._unsaved[key] = state
+        if self._unsaved and not self._flushing.locked():
+            async with self._flushing:
+                while self._unsaved and self.connected():
+                    key, state = next(iter(self._unsaved.items()))
+                    if not await self._put(key, state):
+                        return
+                    if self._unsaved.get(key) is state:
+                        del self._unsaved[key]
+
+    async def _put(self, key: str, state: PointState) -> bool:
+        value = json.dumps({"status": state.status, "since": state.since.isoformat()}).encode()
+        try:
+            await asyncio.wait_for(self.kv.put(key, value), self.timeout)
+        except (TimeoutError, nats.errors.Error) as e:
+            log.warning("status memory not saved yet for %s: %r", key, e)
+            return False
+        return True

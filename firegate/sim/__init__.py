@@ -4,6 +4,7 @@
 and returns a `LoadReport`, `sim_main` is the command line.
 """
 
+from firegate.ops.limits import raise_nofile_limit
 from firegate.sim.cli import one_alarm, sim_main
 from firegate.sim.device import (
     DeviceSettings,
@@ -13,7 +14,7 @@ from firegate.sim.device import (
     SimulatedUitd,
     UdpSimulatedUitd,
 )
-from firegate.sim.load import DEFAULT_MIX, Mix, parse_mix, raise_nofile_limit, run_load
+from firegate.sim.load import DEFAULT_MIX, Mix, parse_mix, run_load
 from firegate.sim.payloads import Kind
 from firegate.sim.report import LatencyRecorder, LoadReport, SimStats
 

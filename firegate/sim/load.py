@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import TextIO
 
+from firegate.ops.limits import raise_nofile_limit
 from firegate.sim.device import DeviceSettings, SimulatedUitd, UdpSimulatedUitd
 from firegate.sim.payloads import MIX_KINDS, Kind
 from firegate.sim.report import LoadReport, SimStats, percentiles
@@ -90,24 +91,6 @@ def parse_mix(text: str) -> Mix:
         except ValueError:
             raise ValueError(f"weight of {name.strip()!r} is not a number: {value.strip()!r}") from None
     return Mix.of(weights)
-
-
-def raise_nofile_limit() -> int | None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force."""
-    try:
-        import resource
-    except ImportError:  # not on POSIX
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for target in (hard, 1 << 20, 1 << 16):
-        if target == resource.RLIM_INFINITY or (soft != resource.RLIM_INFINITY and target <= soft):
-            continue
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return target
-        except (ValueError, OSError):
-            continue
-    return soft
 
 
 def auto_ramp(devices: int, duration: float) -> float:

@@ -25,8 +25,9 @@ async def test_ensure_stream_creates_then_updates(nc: NATS) -> None:
     assert info.config.num_replicas == 1
     again = await ensure_stream(js, StreamSettings())  # unchanged: no update
     assert again.config.max_age == info.config.max_age
-    changed = await ensure_stream(js, StreamSettings(duplicate_window=300, max_age=30 * 86400,
-                                                     max_bytes=64 * 1024**2))
+    changed = await ensure_stream(
+        js, StreamSettings(duplicate_window=300, max_age=30 * 86400, max_bytes=64 * 1024**2)
+    )
     assert changed.config.duplicate_window == pytest.approx(300)
     assert changed.config.max_age == pytest.approx(30 * 86400)
     assert changed.config.max_bytes == 64 * 1024**2

@@ -18,8 +18,14 @@ from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.spool import Spool, encode_record
 from tests.natsserver import nats_client, wait_until
 
-FAST = PublisherSettings(retry_for=0.4, ack_timeout=0.2, backoff_initial=0.02, backoff_max=0.1,
-                         replay_backoff_max=0.2, replay_poll=0.05)
+FAST = PublisherSettings(
+    retry_for=0.4,
+    ack_timeout=0.2,
+    backoff_initial=0.02,
+    backoff_max=0.1,
+    replay_backoff_max=0.2,
+    replay_poll=0.05,
+)
 
 
 def rec(i: int, *, fire: bool = False) -> Record:
@@ -61,8 +67,9 @@ async def test_oversized_payload_is_refused_not_spooled(js: JetStreamContext, nc
     assert spool.pending_records == 0
 
 
-async def test_publish_rides_out_a_short_outage(nats_server: EmbeddedNatsServer, nc: NATS,
-                                                js: JetStreamContext, spool: Spool) -> None:
+async def test_publish_rides_out_a_short_outage(
+    nats_server: EmbeddedNatsServer, nc: NATS, js: JetStreamContext, spool: Spool
+) -> None:
     settings = PublisherSettings(retry_for=8.0, ack_timeout=0.3, backoff_initial=0.02, backoff_max=0.1)
     async with Publisher(nc, spool, settings) as pub:
         nats_server.kill()  # e.g. a leader election in a cluster
@@ -80,7 +87,8 @@ async def test_publish_rides_out_a_short_outage(nats_server: EmbeddedNatsServer,
 
 
 async def test_outage_spools_then_replay_delivers_each_once_fire_first(
-        nats_server: EmbeddedNatsServer, nc: NATS, js: JetStreamContext, tmp_path: Path) -> None:
+    nats_server: EmbeddedNatsServer, nc: NATS, js: JetStreamContext, tmp_path: Path
+) -> None:
     spooled_before = sample("firegate_publish_total", result="spooled")
     async with Spool(tmp_path / "spool") as spool, Publisher(nc, spool, FAST) as pub:
         before = [rec(0), rec(1, fire=True)]
@@ -110,16 +118,20 @@ async def test_outage_spools_then_replay_delivers_each_once_fire_first(
     assert sorted(ids) == sorted({r.msg_id for r in before + during})  # every record exactly once
     fire = {r.msg_id for r in during if r.fire}
     new = [i for i in spool_order if i not in {r.msg_id for r in before}]
-    assert ids[len(before):] == [i for i in new if i in fire] + [i for i in new if i not in fire]
+    assert ids[len(before) :] == [i for i in new if i in fire] + [i for i in new if i not in fire]
 
 
-async def test_replay_after_gateway_restart(nats_server: EmbeddedNatsServer, js: JetStreamContext,
-                                            tmp_path: Path) -> None:
+async def test_replay_after_gateway_restart(
+    nats_server: EmbeddedNatsServer, js: JetStreamContext, tmp_path: Path
+) -> None:
     # A previous run spooled records and died; this run finds and replays them.
     async with Spool(tmp_path / "spool") as spool:
         await spool.append_many([rec(1), rec(2, fire=True), rec(3)])
-    async with (Spool(tmp_path / "spool") as spool, nats_client(nats_server.url) as nc,
-                Publisher(nc, spool, FAST) as pub):
+    async with (
+        Spool(tmp_path / "spool") as spool,
+        nats_client(nats_server.url) as nc,
+        Publisher(nc, spool, FAST) as pub,
+    ):
         assert spool.pending_records == 3
         async with asyncio.TaskGroup() as tg:
             replayer = tg.create_task(pub.run_replayer())
@@ -128,8 +140,9 @@ async def test_replay_after_gateway_restart(nats_server: EmbeddedNatsServer, js:
     assert await stream_msg_ids(js) == ["alarm-2", "status-1", "status-3"]
 
 
-async def test_full_spool_refuses_other_but_spools_fire(nats_server: EmbeddedNatsServer, nc: NATS,
-                                                        js: JetStreamContext, tmp_path: Path) -> None:
+async def test_full_spool_refuses_other_but_spools_fire(
+    nats_server: EmbeddedNatsServer, nc: NATS, js: JetStreamContext, tmp_path: Path
+) -> None:
     limit = 2 * len(encode_record(rec(1)))
     async with Spool(tmp_path / "spool", max_bytes=limit) as spool, Publisher(nc, spool, FAST) as pub:
         nats_server.kill()

@@ -47,8 +47,9 @@ async def stored(url: str) -> int:
 
 
 async def test_start_picks_free_loopback_port_and_stops(tmp_path: Path) -> None:
-    server = EmbeddedNatsServer(tmp_path, port=0, max_mem=32 * 1024**2, max_file=256 * 1024**2,
-                                stop_timeout=5)
+    server = EmbeddedNatsServer(
+        tmp_path, port=0, max_mem=32 * 1024**2, max_file=256 * 1024**2, stop_timeout=5
+    )
     async with server:
         assert server.running and server.port not in (0, 4222, 4223)
         assert server.url == f"nats://127.0.0.1:{server.port}"
@@ -119,8 +120,13 @@ async def test_server_dies_with_a_sigkilled_parent(tmp_path: Path) -> None:
     )
     child_pid = 0
     parent = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        sys.executable,
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         assert parent.stdout is not None
         line = await asyncio.wait_for(parent.stdout.readline(), 20)

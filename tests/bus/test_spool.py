@@ -37,7 +37,12 @@ async def test_fire_first_then_order_of_arrival(spool: Spool) -> None:
     assert spool.pending_records == 5
     assert spool.pending_by_lane() == {"fire": 2, "other": 3}
     assert [r.msg_id for r in await drain(spool)] == [
-        "id-alarm-2", "id-alarm-4", "id-status-1", "id-status-3", "id-status-5"]
+        "id-alarm-2",
+        "id-alarm-4",
+        "id-status-1",
+        "id-status-3",
+        "id-status-5",
+    ]
     assert spool.pending_records == 0 and spool.pending_bytes == 0
 
 
@@ -155,7 +160,8 @@ async def test_closed_spool_refuses(tmp_path: Path) -> None:
 
 
 async def test_failed_write_is_reported_and_does_not_poison_the_segment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_sync = spool_module._sync_data
     calls = 0
 

@@ -10,8 +10,9 @@ from firegate.bus.errors import SpoolRecordError
 from firegate.bus.spool import Record, encode_record, scan_records
 
 tokens = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
-records = st.builds(Record, subject=tokens, msg_id=tokens, payload=st.binary(max_size=300),
-                    fire=st.booleans())
+records = st.builds(
+    Record, subject=tokens, msg_id=tokens, payload=st.binary(max_size=300), fire=st.booleans()
+)
 
 
 @given(st.lists(records, max_size=20))
@@ -55,11 +56,14 @@ def test_random_bytes_never_crash_the_reader(junk: bytes, start: int, max_record
     assert len(found.ends) == len(found.records)
 
 
-@pytest.mark.parametrize(("field", "record"), [
-    ("subject", Record("", "id", b"")),
-    ("msg_id", Record("fire.alarm.1", "", b"")),
-    ("subject", Record("x" * 70000, "id", b"")),
-])
+@pytest.mark.parametrize(
+    ("field", "record"),
+    [
+        ("subject", Record("", "id", b"")),
+        ("msg_id", Record("fire.alarm.1", "", b"")),
+        ("subject", Record("x" * 70000, "id", b"")),
+    ],
+)
 def test_encode_rejects_bad_fields(field: str, record: Record) -> None:
     with pytest.raises(SpoolRecordError) as e:
         encode_record(record)

@@ -24,7 +24,9 @@ class Uitd:
         self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
         return self
 
-    def frame(self, type_flag: int | None = None, objects: list[InfoObject] | None = None, serial: int | None = None) -> bytes:
+    def frame(
+        self, type_flag: int | None = None, objects: list[InfoObject] | None = None, serial: int | None = None
+    ) -> bytes:
         data = encode_data_unit(type_flag, objects or []) if type_flag is not None else b""
         if serial is None:
             serial = self.serial

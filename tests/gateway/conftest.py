@@ -12,8 +12,14 @@ from firegate.gateway.sink import MemorySink
 @pytest.fixture
 def options() -> GatewayOptions:
     return GatewayOptions(
-        host="127.0.0.1", port=0, clock_sync_on_connect=False, confirm_timeout=1.0, retries=1,
-        idle_timeout=60, first_frame_timeout=30, sweep_interval=0.1,
+        host="127.0.0.1",
+        port=0,
+        clock_sync_on_connect=False,
+        confirm_timeout=1.0,
+        retries=1,
+        idle_timeout=60,
+        first_frame_timeout=30,
+        sweep_interval=0.1,
     )
 
 

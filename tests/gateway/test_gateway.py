@@ -122,8 +122,14 @@ async def test_reconnect_replaces_the_old_session(gateway: Gateway) -> None:
     await second.close()
 
 
-@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
-                                                     idle_timeout=0.4, sweep_interval=0.05)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        GatewayOptions(
+            host="127.0.0.1", port=0, clock_sync_on_connect=False, idle_timeout=0.4, sweep_interval=0.05
+        )
+    ],
+)
 async def test_offline_then_online_with_outage(gateway: Gateway) -> None:
     dev = await Uitd(11).connect(gateway.port or 0)
     await dev.exchange(dev.frame())
@@ -147,8 +153,13 @@ async def test_read_uitd_status_round_trip(gateway: Gateway) -> None:
     request = asyncio.create_task(gateway.read("12", 81, [Reserved(0)]))
     ask = await dev.next_frame()
     assert ask.command == Command.REQUEST and ask.data_unit.type == 81  # type: ignore[union-attr]
-    reply = build_frame(serial=ask.serial, command=Command.REPLY, source=12, destination=CENTER,
-                        data=encode_data_unit(21, [UitdStatus(0b1, TimeTag.now())]))
+    reply = build_frame(
+        serial=ask.serial,
+        command=Command.REPLY,
+        source=12,
+        destination=CENTER,
+        data=encode_data_unit(21, [UitdStatus(0b1, TimeTag.now())]),
+    )
     await dev.send(reply)
     got = await asyncio.wait_for(request, 5)
     assert got.command == Command.REPLY and got.data_unit.objects[0].status == 1  # type: ignore[union-attr]
@@ -218,9 +229,19 @@ async def test_garbage_huge_length_and_slow_drip_do_not_disturb_others(gateway: 
         await d.close()
 
 
-@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
-                                                     max_connections=5, first_frame_timeout=0.3,
-                                                     sweep_interval=0.05)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        GatewayOptions(
+            host="127.0.0.1",
+            port=0,
+            clock_sync_on_connect=False,
+            max_connections=5,
+            first_frame_timeout=0.3,
+            sweep_interval=0.05,
+        )
+    ],
+)
 async def test_connection_flood_and_silent_connections(gateway: Gateway) -> None:
     silent = [await Uitd(100 + i).connect(gateway.port or 0) for i in range(5)]
     extra = await Uitd(200).connect(gateway.port or 0)
@@ -234,8 +255,10 @@ async def test_connection_flood_and_silent_connections(gateway: Gateway) -> None
         await d.close()
 
 
-@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
-                                                     rate_limit=1, rate_burst=2)])
+@pytest.mark.parametrize(
+    "options",
+    [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False, rate_limit=1, rate_burst=2)],
+)
 async def test_rate_limit_sheds_status_but_never_fire(gateway: Gateway) -> None:
     dev = await Uitd(19).connect(gateway.port or 0)
     confirmed = 0
@@ -252,9 +275,18 @@ async def test_rate_limit_sheds_status_but_never_fire(gateway: Gateway) -> None:
     await dev.close()
 
 
-@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
-                                                     known_devices={"20": ["127.0.0.0/8"], "21": ["10.0.0.0/8"]},
-                                                     registry_policy="reject")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        GatewayOptions(
+            host="127.0.0.1",
+            port=0,
+            clock_sync_on_connect=False,
+            known_devices={"20": ["127.0.0.0/8"], "21": ["10.0.0.0/8"]},
+            registry_policy="reject",
+        )
+    ],
+)
 async def test_registry_rejects_unknown_and_wrong_network(gateway: Gateway) -> None:
     ok = await Uitd(20).connect(gateway.port or 0)
     assert (await ok.exchange(ok.frame())).command == Command.CONFIRM
@@ -266,8 +298,9 @@ async def test_registry_rejects_unknown_and_wrong_network(gateway: Gateway) -> N
     await ok.close()
 
 
-@pytest.mark.parametrize("options", [GatewayOptions(host="127.0.0.1", port=0, udp_port=0,
-                                                     clock_sync_on_connect=False)])
+@pytest.mark.parametrize(
+    "options", [GatewayOptions(host="127.0.0.1", port=0, udp_port=0, clock_sync_on_connect=False)]
+)
 async def test_udp_device_is_confirmed(gateway: Gateway) -> None:
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -31,7 +31,9 @@ async def gateway_on(nc: NATS, spool_dir: Path, **opts: object) -> AsyncIterator
     kv = await ensure_kv(js, BUCKET)
     async with Spool(spool_dir) as spool, Publisher(nc, spool, PublisherSettings(retry_for=0.5)) as pub:
         options = GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False, **opts)  # type: ignore[arg-type]
-        gw = Gateway(options, JetStreamSink(pub), normalizer=Normalizer(KvStatusMemory(kv, lambda: nc.is_connected)))
+        gw = Gateway(
+            options, JetStreamSink(pub), normalizer=Normalizer(KvStatusMemory(kv, lambda: nc.is_connected))
+        )
         async with asyncio.TaskGroup() as tg:
             serving = tg.create_task(gw.serve())
             replayer = tg.create_task(pub.run_replayer())
@@ -68,7 +70,9 @@ async def server(tmp_path: Path) -> AsyncIterator[EmbeddedNatsServer]:
         yield s
 
 
-async def test_retransmission_to_another_gateway_is_stored_once(server: EmbeddedNatsServer, tmp_path: Path) -> None:
+async def test_retransmission_to_another_gateway_is_stored_once(
+    server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
     async with nats_client(server.url) as nc:
         dev = Uitd(74565)
         raw = dev.frame(2, [alarm(1)])
@@ -122,7 +126,9 @@ async def test_fault_edges_survive_a_gateway_restart(server: EmbeddedNatsServer,
         for _ in range(2):  # two gateway lifetimes, the same repeated fault status
             async with gateway_on(nc, tmp_path / "s") as gw:
                 dev = await Uitd(2000).connect(gw.port or 0)
-                await dev.exchange(dev.frame(2, [ComponentStatus.make(1, 1, 40, 7, 0b101, "烟感", TimeTag.now())]))
+                await dev.exchange(
+                    dev.frame(2, [ComponentStatus.make(1, 1, 40, 7, 0b101, "烟感", TimeTag.now())])
+                )
                 await dev.close()
         async with gateway_on(nc, tmp_path / "s") as gw:
             dev = await Uitd(2000).connect(gw.port or 0)

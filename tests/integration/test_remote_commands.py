@@ -26,8 +26,12 @@ FIREGATE = str(Path(sys.executable).with_name("firegate"))
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[NATS, Gateway, str]]:
     async with running_nats_server(tmp_path / "nats") as server, nats_client(server.url) as nc:
-        gw = Gateway(GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False,
-                                    confirm_timeout=1.0, retries=1), MemorySink())
+        gw = Gateway(
+            GatewayOptions(
+                host="127.0.0.1", port=0, clock_sync_on_connect=False, confirm_timeout=1.0, retries=1
+            ),
+            MemorySink(),
+        )
         async with asyncio.TaskGroup() as tg:
             serving = tg.create_task(gw.serve())
             commands = tg.create_task(CommandServer(nc, gw).run())
@@ -55,8 +59,15 @@ async def test_read_status_round_trip_over_nats(setup: tuple[NATS, Gateway, str]
     pending = asyncio.create_task(request(nc, "321", "read", {"type": 81}, 5))
     ask = await dev.next_frame()
     assert ask.command == Command.REQUEST
-    await dev.send(build_frame(serial=ask.serial, command=Command.REPLY, source=321, destination=CENTER,
-                               data=encode_data_unit(21, [UitdStatus(0b101, TimeTag.now())])))
+    await dev.send(
+        build_frame(
+            serial=ask.serial,
+            command=Command.REPLY,
+            source=321,
+            destination=CENTER,
+            data=encode_data_unit(21, [UitdStatus(0b101, TimeTag.now())]),
+        )
+    )
     result = await pending
     assert result["ok"] and result["reply"]["type"] == 21
     assert result["reply"]["objects"][0]["status_flags"] == ["normal", "fault"]
@@ -98,15 +109,30 @@ async def test_cli_device_command(setup: tuple[NATS, Gateway, str]) -> None:
     dev = await connected(gw, 324)
     env = dict(os.environ, FIREGATE_NATS__URL=url)
     cli = await asyncio.create_subprocess_exec(
-        FIREGATE, "device", "324", "clock_sync", "--json", "--timeout", "5", env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        FIREGATE,
+        "device",
+        "324",
+        "clock_sync",
+        "--json",
+        "--timeout",
+        "5",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     await dev.answer_commands(1)
     out, err = await asyncio.wait_for(cli.communicate(), 15)
     assert cli.returncode == 0, err
     assert json.loads(out)["ok"] is True
     missing = await asyncio.create_subprocess_exec(
-        FIREGATE, "device", "424242", "init", "--json", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        FIREGATE,
+        "device",
+        "424242",
+        "init",
+        "--json",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(missing.communicate(), 15)
     assert missing.returncode == 1 and json.loads(out)["error"] == "not_connected"

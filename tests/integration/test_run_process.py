@@ -52,18 +52,28 @@ class Firegate:
 
     def start(self) -> None:
         log = open(self.workdir / "firegate.log", "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen([FIREGATE, "run"], cwd=self.workdir, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [FIREGATE, "run"],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.workdir / "firegate.log").read_text()[-2000:]
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=1) as r,
+            ):
+                if r.status == 200:
+                    return
             time.sleep(0.1)
-        raise AssertionError("firegate not ready in 30 s: " + (self.workdir / "firegate.log").read_text()[-2000:])
+        raise AssertionError(
+            "firegate not ready in 30 s: " + (self.workdir / "firegate.log").read_text()[-2000:]
+        )
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=5) as r:
@@ -112,8 +122,11 @@ async def test_run_confirms_counts_and_stops_cleanly(firegate: Firegate, tmp_pat
     assert (await dev.exchange(dev.frame(2, [alarm]))).command == Command.CONFIRM
     await dev.close()
     text = await asyncio.to_thread(firegate.metrics)
-    line = next(x for x in text.splitlines()
-                if x.startswith("firegate_gateway_frames_received_total") and 'command="send_data"' in x)
+    line = next(
+        x
+        for x in text.splitlines()
+        if x.startswith("firegate_gateway_frames_received_total") and 'command="send_data"' in x
+    )
     assert float(line.split()[-1]) == 4
     assert nats_servers_under(tmp_path), "the embedded nats-server should run with its data in the workdir"
     firegate.signal(signal.SIGTERM)
@@ -142,8 +155,12 @@ async def send_until_confirmed(dev: Uitd, port: int, raw: bytes, deadline: float
 async def test_sigkill_mid_load_then_retransmissions_give_exactly_the_sent_set(firegate: Firegate) -> None:
     await asyncio.to_thread(firegate.start)
     devices = [Uitd(5000 + i) for i in range(8)]
-    frames = {d.address: [d.frame(2, [ComponentStatus.make(1, 1, 42, n, 0b11, f"{n}号", TimeTag.now())])
-                          for n in range(12)] for d in devices}
+    frames = {
+        d.address: [
+            d.frame(2, [ComponentStatus.make(1, 1, 42, n, 0b11, f"{n}号", TimeTag.now())]) for n in range(12)
+        ]
+        for d in devices
+    }
     deadline = time.monotonic() + 60
 
     async def device_loop(d: Uitd) -> None:

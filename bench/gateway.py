@@ -1,0 +1,203 @@
+"""The whole gateway under simulated UITDs. Prints one JSON object on its last line.
+
+    python bench/gateway.py [--duration 10] [--rate 2000] [--quick]
+
+Runs the real `firegate run` (embedded nats-server, fsync before ack, the production default) in
+its own process, and drives it with firegate's simulator from this one, over loopback:
+  * 10,000 devices at --rate frames/s: p50/p99 frame-to-confirm, and gateway RSS per connection;
+  * 1,000 devices at --rate frames/s: p50/p99;
+  * 1,000 connections in a closed loop (next frame on each confirm): sustained confirmed frames/s
+    through decode, normalization, JetStream (stored and fsync'd) and confirm.
+The two processes share this machine's cores: read the numbers as a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from firegate.sim import run_load
+
+FIREGATE = str(Path(sys.executable).with_name("firegate"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def start_firegate(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    gb, http, nats = free_port(), free_port(), free_port()
+    env = dict(
+        os.environ,
+        FIREGATE_GB26875__LISTEN=f"127.0.0.1:{gb}",
+        FIREGATE_HTTP__LISTEN=f"127.0.0.1:{http}",
+        FIREGATE_NATS__EMBEDDED_PORT=str(nats),
+        FIREGATE_DATA_DIR=str(workdir / "data"),
+        FIREGATE_GB26875__CLOCK_SYNC_ON_CONNECT="false",
+        FIREGATE_GB26875__PATROL_INTERVAL="0",
+        FIREGATE_GB26875__RATE_LIMIT_PER_DEVICE="1000",
+        FIREGATE_GB26875__RATE_BURST="1000",
+        FIREGATE_LOG__LEVEL="WARNING",
+    )
+    log = open(workdir / "firegate.log", "wb")  # noqa: SIM115 - the child writes it
+    proc = subprocess.Popen(
+        [FIREGATE, "run"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=1),
+        ):
+            return proc, gb
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit("firegate did not become ready: " + (workdir / "firegate.log").read_text()[-1500:])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def scenario(port: int, pid: int, devices: int, rate: float, duration: float) -> dict[str, float]:
+    peak = 0
+    base = rss_bytes(pid)
+    cpu0, me0, wall0 = cpu_seconds(pid), time.process_time(), time.monotonic()
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss_bytes(pid))
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        report = await run_load(
+            "127.0.0.1",
+            port,
+            devices=devices,
+            rate=rate,
+            duration=duration,
+            heartbeat_interval=30.0,
+            drain=3.0,
+            seed=1,
+        )
+    finally:
+        sampler.cancel()
+    wall = time.monotonic() - wall0
+    out: dict[str, float] = {
+        "devices": devices,
+        "offered_fps": rate,
+        "confirmed_fps": round(report.confirmed_per_s),
+        "p50_ms": round(report.latency_p50_ms, 2),
+        "p99_ms": round(report.latency_p99_ms, 2),
+        "max_ms": round(report.latency_max_ms, 2),
+        "failed": report.failed,
+        "retransmitted": report.retransmitted,
+        "connections_peak": report.connections_peak,
+        "gateway_cpu_pct": round(100 * (cpu_seconds(pid) - cpu0) / wall),
+        "simulator_cpu_pct": round(100 * (time.process_time() - me0) / wall),
+    }
+    if devices >= 5000:
+        out["rss_base_mb"] = round(base / 2**20, 1)
+        out["rss_peak_mb"] = round(peak / 2**20, 1)
+        out["rss_per_connection_kb"] = round((peak - base) / devices / 1024, 1)
+    return out
+
+
+async def closed_loop(port: int, pid: int, devices: int, duration: float) -> dict[str, float]:
+    """Capacity: every connection sends its next frame the moment the last one is confirmed."""
+    from firegate.codecs.gb26875 import ComponentStatus, Framer, TimeTag, build_frame, encode_data_unit
+
+    latencies: list[float] = []
+    stop_at = time.monotonic() + duration
+    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+
+    async def device(address: int) -> None:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        framer = Framer()
+        serial = 0
+        try:
+            while time.monotonic() < stop_at:
+                status = (0b1, 0b101, 0b10001)[serial % 3]  # normal, fault, supervisory: real edges
+                obj = ComponentStatus.make(1, 1, 40, address, status, "烟感", TimeTag.now())
+                raw = build_frame(
+                    serial=serial, command=2, source=address, destination=0, data=encode_data_unit(2, [obj])
+                )
+                sent = time.perf_counter()
+                writer.write(raw)
+                got = False
+                while not got:
+                    chunk = await asyncio.wait_for(reader.read(4096), 30)
+                    if not chunk:
+                        return
+                    got = any(getattr(f, "serial", None) == serial for f in framer.feed(chunk))
+                latencies.append(time.perf_counter() - sent)
+                serial = (serial + 1) & 0xFFFF
+        finally:
+            writer.close()
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(devices):
+            tg.create_task(device(900_000 + i))
+    wall = time.monotonic() - wall0
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "devices": devices,
+        "confirmed_fps": round(n / duration),
+        "p50_ms": round(latencies[n // 2] * 1000, 2) if n else 0.0,
+        "p99_ms": round(latencies[int(n * 0.99)] * 1000, 2) if n else 0.0,
+        "gateway_cpu_pct": round(100 * (cpu_seconds(pid) - cpu0) / wall),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--quick", action="store_true", help="1,000 devices only, short runs")
+    args = parser.parse_args()
+    results: dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="firegate-bench-") as tmp:
+        proc, port = start_firegate(Path(tmp))
+        try:
+            if not args.quick:
+                results["devices_10000"] = await scenario(port, proc.pid, 10_000, args.rate, args.duration)
+            results["devices_1000"] = await scenario(port, proc.pid, 1_000, args.rate, args.duration)
+            results["devices_1000_closed_loop"] = await closed_loop(port, proc.pid, 1_000, args.duration)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
