@@ -23,7 +23,7 @@ from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ops.http import HealthServer
 from firegate.ops.limits import raise_nofile_limit
-from firegate.sites import SiteRegistry
+from firegate.sites import LiveSites
 
 log = logging.getLogger("firegate")
 
@@ -118,14 +118,17 @@ async def run(settings: Settings) -> None:
     data_dir = Path(settings.data_dir)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
-    sites = SiteRegistry.load(settings.sites) if settings.sites else None
+    sites = LiveSites(settings.sites)
+    site_of, location_of = sites.site_of, sites.location_of
 
-    def site_of(device: str) -> str:
-        site = sites.site_for_device(device) if sites else None
-        return site.id if site is not None else device  # unregistered: a site of its own
+    def reload_sites() -> None:
+        error = sites.reload()
+        if error:
+            log.error("site registry not reloaded, the previous one stays in force: %s", error)
+        else:
+            log.info("site registry reloaded from %s", sites.path)
 
-    def location_of(device: str, st: int, sa: int, ca: int) -> str | None:
-        return sites.location(device, st, sa, ca) if sites else None
+    loop.add_signal_handler(signal.SIGHUP, reload_sites)
 
     http_host, http_port = parse_host_port(settings.http.listen)
     health = HealthServer(http_host, http_port)
@@ -175,5 +178,5 @@ async def run(settings: Settings) -> None:
                 await spool.close()
     finally:
         await health.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -144,3 +144,31 @@ class SiteRegistry(BaseModel):
         """The human location of a component, if the registry knows it."""
         site = self._by_device.get(device_id)
         return site.location(system_type, system_address, component_address) if site else None
+
+
+class LiveSites:
+    """The registry a running firegate uses: reloadable (SIGHUP) without a restart. A reload that
+    fails keeps the registry in force and says why."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = path
+        self.registry = SiteRegistry.load(path) if path else SiteRegistry()
+
+    def reload(self) -> str | None:
+        """Load the file again; returns the error text, or None when the new registry is in force."""
+        if not self.path:
+            return None
+        try:
+            self.registry = SiteRegistry.load(self.path)
+        except ConfigError as e:
+            return str(e)
+        return None
+
+    def site_of(self, device: str) -> str:
+        site = self.registry.site_for_device(device)
+        return site.id if site is not None else device  # unregistered: a site of its own
+
+    def location_of(
+        self, device: str, system_type: int, system_address: int, component_address: int
+    ) -> str | None:
+        return self.registry.location(device, system_type, system_address, component_address)

@@ -32,9 +32,11 @@ class Point(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     system_type: int | None = None
     system_type_name: str | None = None
+    system_type_zh: str | None = None
     system_address: int | None = None
     component_type: int | None = None
     component_type_name: str | None = None
+    component_type_zh: str | None = None
     component_address: int | None = None
     description: str | None = None
     location: str | None = Field(None, description="human location from the site registry")
@@ -73,6 +75,7 @@ class FaultRaised(Envelope):
     kind: Literal["fault"] = "fault"
     type: Literal["fault_raised"] = "fault_raised"
     condition: str = Field(description="fault, main_power_fault, bus_fault, ...")
+    condition_zh: str | None = None
     point: Point
 
 
@@ -80,6 +83,7 @@ class FaultCleared(Envelope):
     kind: Literal["fault"] = "fault"
     type: Literal["fault_cleared"] = "fault_cleared"
     condition: str
+    condition_zh: str | None = None
     point: Point
     duration_s: float | None = Field(None, description="time since it was raised, when known")
 
@@ -100,6 +104,7 @@ class AnalogReading(Envelope):
     point: Point
     analog_type: int
     analog_type_name: str
+    analog_type_zh: str | None = None
     value: int = Field(description="raw int16")
     scaled_value: float | None = None
     unit: str | None = None
@@ -121,6 +126,7 @@ class DeviceInfo(Envelope):
     type: Literal["device_info"] = "device_info"
     info_type: int
     info_type_name: str
+    info_type_zh: str | None = None
     point: Point
     data: dict[str, object]
 

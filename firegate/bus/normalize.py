@@ -39,12 +39,14 @@ from firegate.codecs.gb26875 import (
 from firegate.codecs.gb26875.dataunit import object_bytes
 from firegate.codecs.gb26875.tables import (
     ANALOG_SCALE,
+    BIT_ZH,
     AnalogType,
     ComponentType,
     SystemType,
     TypeFlag,
     flag_names,
     name_of,
+    zh_of,
 )
 from firegate.codecs.gb26875.timetag import TimeTag
 
@@ -129,9 +131,11 @@ def _point(device: str, obj: InfoObject, location_of: LocationLookup | None) -> 
     return Point(
         system_type=st,
         system_type_name=name_of(SystemType, st) if st is not None else None,
+        system_type_zh=zh_of(SystemType, st) if st is not None else None,
         system_address=sa,
         component_type=ct,
         component_type_name=name_of(ComponentType, ct) if ct is not None else None,
+        component_type_zh=zh_of(ComponentType, ct) if ct is not None else None,
         component_address=ca,
         description=getattr(obj, "description", None),
         location=location,
@@ -198,6 +202,7 @@ class Normalizer:
                         point=point,
                         analog_type=obj.analog_type,
                         analog_type_name=name_of(AnalogType, obj.analog_type),
+                        analog_type_zh=zh_of(AnalogType, obj.analog_type),
                         value=obj.value,
                         scaled_value=round(obj.value * scale[0], 6) if scale else None,
                         unit=scale[1] if scale else None,
@@ -239,6 +244,7 @@ class Normalizer:
                         point=point,
                         info_type=unit.type,
                         info_type_name=name_of(TypeFlag, unit.type),
+                        info_type_zh=zh_of(TypeFlag, unit.type),
                         data=data,
                         **common,
                     )
@@ -289,6 +295,7 @@ class Normalizer:
                         id=eid(f"raised.{condition}"),
                         occurred_at=occurred,
                         condition=condition,
+                        condition_zh=BIT_ZH.get(condition),
                         point=point,
                         test=test,
                         **common,
@@ -301,6 +308,7 @@ class Normalizer:
                         id=eid(f"cleared.{condition}"),
                         occurred_at=occurred,
                         condition=condition,
+                        condition_zh=BIT_ZH.get(condition),
                         point=point,
                         duration_s=duration,
                         test=test,

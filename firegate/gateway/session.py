@@ -28,7 +28,7 @@ from firegate.codecs.gb26875 import (
     build_frame,
     encode_data_unit,
 )
-from firegate.codecs.gb26875.tables import TypeFlag, name_of
+from firegate.codecs.gb26875.tables import TypeFlag, name_of, zh_of
 from firegate.gateway import metrics
 from firegate.gateway.udp import DatagramPeer
 
@@ -278,6 +278,7 @@ class Session(asyncio.BufferedProtocol):
             raw=frame.raw.hex(),
             info_type=type_flag,
             info_type_name=name_of(TypeFlag, type_flag),
+            info_type_zh=zh_of(TypeFlag, type_flag),
             point=Point(),
             data=data,
         )

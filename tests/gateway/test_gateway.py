@@ -53,6 +53,10 @@ async def test_fire_alarm_is_published_before_the_confirm(gateway: Gateway) -> N
     alarm = alarms[0]
     assert alarm.subject == "fire.alarm.74565" and alarm.device == "74565"
     assert alarm.point.description == "1F大厅感烟" and alarm.point.component_address == 1
+    assert (
+        alarm.point.component_type_zh == "点型光电感烟火灾探测器"
+        and alarm.point.system_type_zh == "火灾报警系统"
+    )
     assert any(isinstance(e, DeviceOnline) for e in sink_of(gateway).events)
     await dev.close()
 

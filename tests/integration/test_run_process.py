@@ -191,3 +191,38 @@ async def test_sigkill_mid_load_then_retransmissions_give_exactly_the_sent_set(f
     seen = [(e["device"], e["point"]["component_address"]) for e in got]
     assert len(seen) == len(set(seen)), "a duplicate reached the stream"
     assert set(seen) == sent
+
+
+async def test_site_registry_reloads_on_sighup(tmp_path: Path) -> None:
+    registry = tmp_path / "sites.yaml"
+    registry.write_text("sites:\n  A:\n    unit: 甲单位\n    uitds: [1]\n", encoding="utf-8")
+    fg = Firegate(tmp_path)
+    fg.env["FIREGATE_SITES"] = str(registry)
+    try:
+        await asyncio.to_thread(fg.start)
+        dev = await Uitd(74565).connect(fg.gb)
+
+        async def alarm_site(n: int) -> str:
+            alarm = ComponentStatus.make(1, 1, 42, n, 0b11, "大厅", TimeTag.now())
+            assert (await dev.exchange(dev.frame(2, [alarm]))).command == Command.CONFIRM
+            async with nats_client(f"nats://127.0.0.1:{fg.nats}") as nc:
+                sub = await nc.jetstream(timeout=5.0).subscribe("fire.alarm.74565", ordered_consumer=True)
+                got = []
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        got.append(json.loads((await sub.next_msg(timeout=1)).data))
+            return str(got[-1]["site"])
+
+        assert await alarm_site(1) == "74565"  # unregistered: a site of its own
+        registry.write_text("sites:\n  B:\n    unit: 乙单位\n    uitds: [74565]\n", encoding="utf-8")
+        fg.signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        assert await alarm_site(2) == "B"
+        registry.write_text("sites: [not, a, mapping]\n", encoding="utf-8")  # a bad edit keeps B
+        fg.signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        assert await alarm_site(3) == "B"
+        await dev.close()
+        assert "site registry not reloaded" in (tmp_path / "firegate.log").read_text()
+    finally:
+        fg.kill_all()
