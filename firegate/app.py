@@ -46,6 +46,7 @@ def gateway_options(settings: Settings) -> GatewayOptions:
         retries=g.retries,
         patrol_interval=g.patrol_interval,
         clock_sync_on_connect=g.clock_sync_on_connect,
+        clock_sync_daily_at=g.clock_sync_daily_at,
         rate_limit=g.rate_limit_per_device,
         rate_burst=g.rate_burst,
         write_buffer_limit=g.write_buffer_limit,
@@ -127,6 +128,14 @@ async def run(settings: Settings) -> None:
             log.error("site registry not reloaded, the previous one stays in force: %s", error)
         else:
             log.info("site registry reloaded from %s", sites.path)
+            if gateways:
+                gateways[0].options.known_devices = registered()
+
+    def registered() -> dict[str, list[str]] | None:
+        # the registry is an allow-list only when unknown devices are to be flagged or refused
+        return sites.known_devices() if settings.gb26875.registry_policy != "accept" else None
+
+    gateways: list[Gateway] = []
 
     loop.add_signal_handler(signal.SIGHUP, reload_sites)
 
@@ -160,9 +169,10 @@ async def run(settings: Settings) -> None:
                     normalizer = Normalizer(
                         KvStatusMemory(kv, lambda: nc.is_connected), site_of=site_of, location_of=location_of
                     )
-                    gateway = Gateway(
-                        gateway_options(settings), JetStreamSink(pub), normalizer=normalizer, site_of=site_of
-                    )
+                    options = gateway_options(settings)
+                    options.known_devices = registered()
+                    gateway = Gateway(options, JetStreamSink(pub), normalizer=normalizer, site_of=site_of)
+                    gateways.append(gateway)
                     up.attach(nc, gateway, spool, settings.bus.spool_max_bytes)
                     async with asyncio.TaskGroup() as tg:
                         serving = tg.create_task(gateway.serve())

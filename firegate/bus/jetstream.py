@@ -171,7 +171,8 @@ class StreamSettings:
             raise StreamConfigError(self.name, f"duplicate_window must be > 0, got {self.duplicate_window}")
         if self.max_age <= 0 or self.max_age < self.duplicate_window:
             raise StreamConfigError(
-                self.name, f"max_age must be > 0 and >= duplicate_window, got {self.max_age}")
+                self.name, f"max_age must be > 0 and >= duplicate_window, got {self.max_age}"
+            )
         if self.max_bytes == 0 or self.max_bytes < -1:
             raise StreamConfigError(self.name, f"max_bytes must be -1 or > 0, got {self.max_bytes}")
         if not 1 <= self.num_replicas <= 5:
@@ -210,8 +211,11 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings = StreamS
         info = await js.stream_info(settings.name)
     current = info.config
     if current.storage not in (None, StorageType.FILE):
-        raise StreamConfigError(settings.name, f"exists with {current.storage} storage, want file "
-                                "(storage cannot be changed; recreate the stream)")
+        raise StreamConfigError(
+            settings.name,
+            f"exists with {current.storage} storage, want file "
+            "(storage cannot be changed; recreate the stream)",
+        )
     wanted = {
         "subjects": sorted(settings.subjects),
         "duplicate_window": settings.duplicate_window,
@@ -220,10 +224,15 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings = StreamS
         "num_replicas": settings.num_replicas,
     }
     changes = {
-        k: v for k, v in wanted.items()
-        if (sorted(current.subjects or []) != v if k == "subjects"
-            else _differs(getattr(current, k), v) if isinstance(v, float)
-            else getattr(current, k) != v)
+        k: v
+        for k, v in wanted.items()
+        if (
+            sorted(current.subjects or []) != v
+            if k == "subjects"
+            else _differs(getattr(current, k), v)
+            if isinstance(v, float)
+            else getattr(current, k) != v
+        )
     }
     if not changes:
         return info
@@ -255,8 +264,10 @@ async def ensure_kv(
     except nats.js.errors.BucketNotFoundError:
         try:
             return await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=history, replicas=replicas, ttl=ttl,
-                               storage=StorageType.FILE))
+                KeyValueConfig(
+                    bucket=bucket, history=history, replicas=replicas, ttl=ttl, storage=StorageType.FILE
+                )
+            )
         except nats.js.errors.APIError as e:
             raise StreamConfigError(f"KV_{bucket}", f"cannot create: {e.description}") from e
     stream = f"KV_{bucket}"
@@ -287,8 +298,9 @@ class PubAck(NamedTuple):
 class _Pending:
     __slots__ = ("future", "msg_id", "subject", "timer")
 
-    def __init__(self, future: asyncio.Future[PubAck], subject: str, msg_id: str,
-                 timer: asyncio.TimerHandle) -> None:
+    def __init__(
+        self, future: asyncio.Future[PubAck], subject: str, msg_id: str, timer: asyncio.TimerHandle
+    ) -> None:
         self.future = future
         self.subject = subject
         self.msg_id = msg_id
@@ -330,8 +342,9 @@ class AckMux:
             except (TimeoutError, nats.errors.Error) as e:
                 log.debug("unsubscribing the ack inbox: %r", e)
 
-    async def send(self, subject: str, payload: bytes, msg_id: str, ack_timeout: float
-                   ) -> asyncio.Future[PubAck]:
+    async def send(
+        self, subject: str, payload: bytes, msg_id: str, ack_timeout: float
+    ) -> asyncio.Future[PubAck]:
         """Publish with ``Nats-Msg-Id``; raises PublishError if it could not even be sent."""
         nc = self._nc
         if self._sub is None:
@@ -358,8 +371,13 @@ class AckMux:
                 pending.timer.cancel()
             future.cancel()
             if isinstance(e, nats.errors.MaxPayloadError):
-                raise PublishError(subject, msg_id, "too_large", retryable=False,
-                                   detail=f"{len(payload)} bytes > {nc.max_payload}") from e
+                raise PublishError(
+                    subject,
+                    msg_id,
+                    "too_large",
+                    retryable=False,
+                    detail=f"{len(payload)} bytes > {nc.max_payload}",
+                ) from e
             if isinstance(e, nats.errors.BadSubjectError):
                 raise PublishError(subject, msg_id, "bad_subject", retryable=False) from e
             if isinstance(e, TimeoutError):
@@ -376,10 +394,11 @@ class AckMux:
         pending.timer.cancel()
         if not pending.future.done():
             pending.future.set_exception(
-                PublishError(pending.subject, pending.msg_id, reason, retryable=retryable, detail=detail))
+                PublishError(pending.subject, pending.msg_id, reason, retryable=retryable, detail=detail)
+            )
 
     async def _on_reply(self, msg: Msg) -> None:
-        token = msg.subject[len(self._prefix):]
+        token = msg.subject[len(self._prefix) :]
         if msg.headers and msg.headers.get(_STATUS_HEADER) == "503":
             self._fail(token, "no_responders", True, "no stream answers this subject (yet)")
             return
@@ -392,8 +411,12 @@ class AckMux:
         if error:
             # Every API error is retried: in a cluster most are transient
             # (no leader, stream offline), and the spool keeps what is not.
-            self._fail(token, "api_error", True,
-                       f"{error.get('code')}/{error.get('err_code')} {error.get('description')}")
+            self._fail(
+                token,
+                "api_error",
+                True,
+                f"{error.get('code')}/{error.get('err_code')} {error.get('description')}",
+            )
             return
         pending = self._pending.pop(token, None)
         if pending is None:
@@ -401,4 +424,5 @@ class AckMux:
         pending.timer.cancel()
         if not pending.future.done():
             pending.future.set_result(
-                PubAck(resp.get("stream", ""), resp.get("seq", 0), bool(resp.get("duplicate", False))))
+                PubAck(resp.get("stream", ""), resp.get("seq", 0), bool(resp.get("duplicate", False)))
+            )

@@ -37,9 +37,7 @@ _publish_retries_total = Counter(
 )
 publish_retry: Final = {r: _publish_retries_total.labels(reason=r) for r in RETRY_REASONS}
 
-_spool_records = Gauge(
-    "firegate_spool_depth_records", "Records waiting in the local spool.", ["priority"]
-)
+_spool_records = Gauge("firegate_spool_depth_records", "Records waiting in the local spool.", ["priority"])
 spool_records: Final = {p: _spool_records.labels(priority=p) for p in PRIORITIES}
 
 _spool_bytes = Gauge("firegate_spool_depth_bytes", "Bytes waiting in the local spool.", ["priority"])
@@ -64,6 +62,4 @@ _spool_replayed_total = Counter(
 )
 spool_replayed: Final = {r: _spool_replayed_total.labels(result=r) for r in ("stored", "duplicate")}
 
-nats_connected: Final = Gauge(
-    "firegate_nats_connected", "1 while the NATS client is connected, else 0."
-)
+nats_connected: Final = Gauge("firegate_nats_connected", "1 while the NATS client is connected, else 0.")

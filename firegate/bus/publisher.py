@@ -47,8 +47,14 @@ class PublisherSettings:
     replay_poll: float = 0.25  # how often a waiting replayer looks whether NATS is back
 
     def __post_init__(self) -> None:
-        for name in ("retry_for", "ack_timeout", "backoff_initial", "backoff_max", "replay_backoff_max",
-                     "replay_poll"):
+        for name in (
+            "retry_for",
+            "ack_timeout",
+            "backoff_initial",
+            "backoff_max",
+            "replay_backoff_max",
+            "replay_poll",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.replay_batch < 1:
@@ -178,8 +184,12 @@ class Publisher:
             metrics.publish_result["failed"].inc(len(records))
             raise
         metrics.publish_result["spooled"].inc(len(records))
-        log.warning("NATS did not take %d event(s) within %g s; spooled (first: %s)",
-                    len(records), self.settings.retry_for, records[0].subject)
+        log.warning(
+            "NATS did not take %d event(s) within %g s; spooled (first: %s)",
+            len(records),
+            self.settings.retry_for,
+            records[0].subject,
+        )
 
     # -- replay -----------------------------------------------------------------------
 
@@ -222,8 +232,9 @@ class Publisher:
         await self._spool.commit(batch, done)
         if done < len(results):
             error = results[done]
-            log.warning("spool replay paused after %d of %d %s records: %s", done, len(results),
-                        _lane(batch), error)
+            log.warning(
+                "spool replay paused after %d of %d %s records: %s", done, len(results), _lane(batch), error
+            )
             return False
         if self._spool.pending_records == 0:
             log.info("spool drained")

@@ -81,8 +81,7 @@ _TYPE_NOTES: Final[dict[str, str]] = {
     "retransmissions.",
     "fault_raised": "A fault condition set on a point that was not in that condition before.",
     "fault_cleared": "A fault condition cleared on a point.",
-    "status_changed": "Other status bits of a point changed (disabled, supervisory, started, "
-    "feedback, ...).",
+    "status_changed": "Other status bits of a point changed (disabled, supervisory, started, feedback, ...).",
     "analog_value": "An analog reading (type 3): the raw int16 and, for known analog types, the "
     "scaled value.",
     "operation": "An operation on a facility (type 4) or on the UITD (type 24): reset, silence, "
@@ -129,8 +128,9 @@ def schema_file(model: type[Envelope]) -> str:
 def _open_objects(node: Any) -> Any:
     """Drop ``additionalProperties: false`` everywhere: consumers must ignore unknown fields."""
     if isinstance(node, dict):
-        return {k: _open_objects(v) for k, v in node.items()
-                if not (k == "additionalProperties" and v is False)}
+        return {
+            k: _open_objects(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)
+        }
     if isinstance(node, list):
         return [_open_objects(v) for v in node]
     return node
@@ -263,11 +263,13 @@ def build_asyncapi() -> dict[str, Any]:
             }
             if type_ in examples:
                 ex = examples[type_]
-                message["examples"] = [{
-                    "name": type_,
-                    "headers": {MSG_ID_HEADER: ex.id},
-                    "payload": ex.model_dump(mode="json"),
-                }]
+                message["examples"] = [
+                    {
+                        "name": type_,
+                        "headers": {MSG_ID_HEADER: ex.id},
+                        "payload": ex.model_dump(mode="json"),
+                    }
+                ]
             messages[type_] = message
             channel_messages[type_] = {"$ref": f"#/components/messages/{type_}"}
         if not models:  # a kind whose model is still to be defined: only the envelope is promised
@@ -413,107 +415,181 @@ def build_asyncapi() -> dict[str, Any]:
 # document carry them as examples.
 _EXAMPLES: Final[tuple[dict[str, Any], ...]] = (
     {
-        "id": "74565.2.3dd7277bfd245f84cf95.alarm", "type": "fire_alarm",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:30:12", "received_at": "2024-05-17T00:30:12.418000Z",
+        "id": "74565.2.3dd7277bfd245f84cf95.alarm",
+        "type": "fire_alarm",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:30:12",
+        "received_at": "2024-05-17T00:30:12.418000Z",
         "raw": "4040080001010c1e0811051845230100000040420f000000300002020101012a0a00020003003246b6abb2e0"
         "d7dfc0c8b8d0d1cc00000000000000000000000000000000000c1e08110518022323",
-        "source": "component", "status": 3, "status_flags": ["normal", "fire"], "manual": False,
+        "source": "component",
+        "status": 3,
+        "status_flags": ["normal", "fire"],
+        "manual": False,
         "point": {
-            "system_type": 1, "system_type_name": "fire_alarm_system", "system_address": 1,
-            "component_type": 42, "component_type_name": "point_photoelectric_smoke_detector",
-            "component_address": 131082, "description": "2F东侧走廊感烟",
+            "system_type": 1,
+            "system_type_name": "fire_alarm_system",
+            "system_address": 1,
+            "component_type": 42,
+            "component_type_name": "point_photoelectric_smoke_detector",
+            "component_address": 131082,
+            "description": "2F东侧走廊感烟",
             "location": "2F 东侧走廊 感烟探测器 (10 区 2 号)",
         },
     },
     {
-        "id": "74565.2.bfdcd65a10d831e91a90.raised.fault", "type": "fault_raised",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:10:12", "received_at": "2024-05-17T00:10:12.418000Z",
+        "id": "74565.2.bfdcd65a10d831e91a90.raised.fault",
+        "type": "fault_raised",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:10:12",
+        "received_at": "2024-05-17T00:10:12.418000Z",
         "raw": "4040070001010c0a0811051845230100000040420f000000300002020101011f0a00030005003346c5e4b5e7"
         "cad2b8d0cec2000000000000000000000000000000000000000c0a08110518752323",
         "condition": "fault",
         "point": {
-            "system_type": 1, "system_type_name": "fire_alarm_system", "system_address": 1,
-            "component_type": 31, "component_type_name": "point_heat_detector",
-            "component_address": 196618, "description": "3F配电室感温",
+            "system_type": 1,
+            "system_type_name": "fire_alarm_system",
+            "system_address": 1,
+            "component_type": 31,
+            "component_type_name": "point_heat_detector",
+            "component_address": 196618,
+            "description": "3F配电室感温",
             "location": "3F 配电室 感温探测器 (10 区 3 号)",
         },
     },
     {
-        "id": "74565.2.43874885a1f2e60d45c1.cleared.fault", "type": "fault_cleared",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:30:52", "received_at": "2024-05-17T00:30:52.418000Z",
+        "id": "74565.2.43874885a1f2e60d45c1.cleared.fault",
+        "type": "fault_cleared",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:30:52",
+        "received_at": "2024-05-17T00:30:52.418000Z",
         "raw": "404009000101341e0811051845230100000040420f000000300002020101011f0a00030001003346c5e4b5e7"
         "cad2b8d0cec200000000000000000000000000000000000000341e08110518eb2323",
-        "condition": "fault", "duration_s": 1240.0,
+        "condition": "fault",
+        "duration_s": 1240.0,
         "point": {
-            "system_type": 1, "system_type_name": "fire_alarm_system", "system_address": 1,
-            "component_type": 31, "component_type_name": "point_heat_detector",
-            "component_address": 196618, "description": "3F配电室感温",
+            "system_type": 1,
+            "system_type_name": "fire_alarm_system",
+            "system_address": 1,
+            "component_type": 31,
+            "component_type_name": "point_heat_detector",
+            "component_address": 196618,
+            "description": "3F配电室感温",
             "location": "3F 配电室 感温探测器 (10 区 3 号)",
         },
     },
     {
-        "id": "74565.2.6a6c04cb53aed8e80ee5.status", "type": "status_changed",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:31:07", "received_at": "2024-05-17T00:31:07.418000Z",
+        "id": "74565.2.6a6c04cb53aed8e80ee5.status",
+        "type": "status_changed",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:31:07",
+        "received_at": "2024-05-17T00:31:07.418000Z",
         "raw": "40400a000101071f0811051845230100000040420f00000030000202010a015f050001002100c5e7c1dcb1c3"
         "00000000000000000000000000000000000000000000000000071f08110518412323",
-        "status": 33, "status_flags": ["normal", "started"], "set": ["started"], "cleared": [],
+        "status": 33,
+        "status_flags": ["normal", "started"],
+        "set": ["started"],
+        "cleared": [],
         "point": {
-            "system_type": 10, "system_type_name": "fire_linkage_controller", "system_address": 1,
-            "component_type": 95, "component_type_name": "sprinkler_pump", "component_address": 65541,
-            "description": "喷淋泵", "location": None,
+            "system_type": 10,
+            "system_type_name": "fire_linkage_controller",
+            "system_address": 1,
+            "component_type": 95,
+            "component_type_name": "sprinkler_pump",
+            "component_address": 65541,
+            "description": "喷淋泵",
+            "location": None,
         },
     },
     {
-        "id": "74565.3.136549c6553e445e7903.analog", "type": "analog_value",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:31:12", "received_at": "2024-05-17T00:31:12.418000Z",
+        "id": "74565.3.136549c6553e445e7903.analog",
+        "type": "analog_value",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:31:12",
+        "received_at": "2024-05-17T00:31:12.418000Z",
         "raw": "40400b0001010c1f0811051845230100000040420f00000012000203010a015c060001000403000c1f08110518"
         "562323",
-        "analog_type": 4, "analog_type_name": "pressure_mpa", "value": 3, "scaled_value": 0.3, "unit": "MPa",
+        "analog_type": 4,
+        "analog_type_name": "pressure_mpa",
+        "value": 3,
+        "scaled_value": 0.3,
+        "unit": "MPa",
         "point": {
-            "system_type": 10, "system_type_name": "fire_linkage_controller", "system_address": 1,
-            "component_type": 92, "component_type_name": "fire_water_tank", "component_address": 65542,
+            "system_type": 10,
+            "system_type_name": "fire_linkage_controller",
+            "system_address": 1,
+            "component_type": 92,
+            "component_type_name": "fire_water_tank",
+            "component_address": 65542,
         },
     },
     {
-        "id": "74565.4.81ab8be271fe930e2bb0.operation", "type": "operation",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:33:12", "received_at": "2024-05-17T00:33:12.418000Z",
+        "id": "74565.4.81ab8be271fe930e2bb0.operation",
+        "type": "operation",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:33:12",
+        "received_at": "2024-05-17T00:33:12.418000Z",
         "raw": "40400c0001010c210811051845230100000040420f0000000c00020401010102050c2108110518ea2323",
-        "operation": 2, "operation_flags": ["silence"], "operator_id": 5,
+        "operation": 2,
+        "operation_flags": ["silence"],
+        "operator_id": 5,
         "point": {"system_type": 1, "system_type_name": "fire_alarm_system", "system_address": 1},
     },
     {
-        "id": "74565.5.6533d3421afac98d474b.info", "type": "device_info",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": "2024-05-17T08:35:12", "received_at": "2024-05-17T00:35:12.418000Z",
+        "id": "74565.5.6533d3421afac98d474b.info",
+        "type": "device_info",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": "2024-05-17T08:35:12",
+        "received_at": "2024-05-17T00:35:12.418000Z",
         "raw": "40400d0001010c230811051845230100000040420f00000006000205010101020d8d2323",
-        "info_type": 5, "info_type_name": "facility_software_version",
+        "info_type": 5,
+        "info_type_name": "facility_software_version",
         "point": {"system_type": 1, "system_type_name": "fire_alarm_system", "system_address": 1},
-        "data": {"system_type": 1, "system_type_name": "fire_alarm_system", "system_address": 1,
-                 "major": 2, "minor": 13},
+        "data": {
+            "system_type": 1,
+            "system_type_name": "fire_alarm_system",
+            "system_address": 1,
+            "major": 2,
+            "minor": 13,
+        },
     },
     {
-        "id": "74565.online.1715904307216", "type": "device_online",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": None, "received_at": "2024-05-17T00:05:07.216000Z",
-        "peer": "10.31.4.17:50312", "outage_s": 312.4,
+        "id": "74565.online.1715904307216",
+        "type": "device_online",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": None,
+        "received_at": "2024-05-17T00:05:07.216000Z",
+        "peer": "10.31.4.17:50312",
+        "outage_s": 312.4,
     },
     {
-        "id": "74565.offline.1715906402904", "type": "device_offline",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": None, "received_at": "2024-05-17T00:43:08.016000Z",
-        "last_seen": "2024-05-17T00:40:02.904000Z", "silent_s": 185.112,
+        "id": "74565.offline.1715906402904",
+        "type": "device_offline",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": None,
+        "received_at": "2024-05-17T00:43:08.016000Z",
+        "last_seen": "2024-05-17T00:40:02.904000Z",
+        "silent_s": 185.112,
     },
     {
-        "id": "74565.duty.1715905934418", "type": "duty_check_result",
-        "device": "74565", "site": "SH-XH-0001",
-        "occurred_at": None, "received_at": "2024-05-17T00:32:14.418000Z",
-        "answered": True, "after_s": 47.2, "window_s": 600.0,
+        "id": "74565.duty.1715905934418",
+        "type": "duty_check_result",
+        "device": "74565",
+        "site": "SH-XH-0001",
+        "occurred_at": None,
+        "received_at": "2024-05-17T00:32:14.418000Z",
+        "answered": True,
+        "after_s": 47.2,
+        "window_s": 600.0,
     },
 )
 
@@ -592,17 +668,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="firegate schema",
         description="Write the events' JSON Schemas and the AsyncAPI document (or check them).",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help=f"output directory (default: {DEFAULT_OUT})")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 listing the files that are stale or missing")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output directory (default: {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 listing the files that are stale or missing",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out
     if args.check:
         stale = check_schemas(out)
         if stale:
-            print(f"{out}: {len(stale)} schema file(s) stale or missing: {', '.join(stale)}\n"
-                  f"run `firegate schema --out {out}` and commit the result", file=sys.stderr)
+            print(
+                f"{out}: {len(stale)} schema file(s) stale or missing: {', '.join(stale)}\n"
+                f"run `firegate schema --out {out}` and commit the result",
+                file=sys.stderr,
+            )
             return 1
         print(f"{out}: schemas up to date (v{SCHEMA_VERSION})")
         return 0

@@ -190,12 +190,19 @@ class EmbeddedNatsServer:
             self._kill_and_reap()
             raise NatsServerStartTimeout(
                 f"nats-server not ready on {self._client_host}:{self._port or '?'} "
-                f"within {self.start_timeout:g} s", log_tail=tail) from None
+                f"within {self.start_timeout:g} s",
+                log_tail=tail,
+            ) from None
         except BaseException:
             self._kill_and_reap()
             raise
-        log.info("nats-server %s (pid %d) ready at %s, data in %s",
-                 self.server_name, proc.pid, self.url, self.store_dir / "jetstream")
+        log.info(
+            "nats-server %s (pid %d) ready at %s, data in %s",
+            self.server_name,
+            proc.pid,
+            self.url,
+            self.store_dir / "jetstream",
+        )
 
     async def stop(self) -> None:
         """SIGTERM, wait up to stop_timeout, then SIGKILL. Idempotent."""
@@ -209,8 +216,11 @@ class EmbeddedNatsServer:
                     async with asyncio.timeout(self.stop_timeout):
                         await self._wait_exit(proc)
                 except TimeoutError:
-                    log.warning("nats-server (pid %d) ignored SIGTERM for %g s; killing it",
-                                proc.pid, self.stop_timeout)
+                    log.warning(
+                        "nats-server (pid %d) ignored SIGTERM for %g s; killing it",
+                        proc.pid,
+                        self.stop_timeout,
+                    )
                     self._kill_and_reap()
         except BaseException:
             self._kill_and_reap()  # cancelled mid-stop: still never leave the child behind
@@ -323,8 +333,7 @@ class EmbeddedNatsServer:
     def _raise_if_exited(self, proc: subprocess.Popen[bytes]) -> None:
         code = proc.poll()
         if code is not None:
-            raise NatsServerError("nats-server exited during start", exit_code=code,
-                                  log_tail=self.log_tail())
+            raise NatsServerError("nats-server exited during start", exit_code=code, log_tail=self.log_tail())
 
     @staticmethod
     async def _wait_exit(proc: subprocess.Popen[bytes]) -> None:

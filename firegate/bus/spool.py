@@ -77,8 +77,9 @@ def encode_record(record: Record) -> bytes:
     if size > MAX_BODY:
         raise SpoolRecordError("payload", f"<{len(record.payload)} bytes>", f"record over {MAX_BODY} bytes")
     length = size.to_bytes(4, "little")
-    crc = zlib.crc32(record.payload, zlib.crc32(msg_id, zlib.crc32(subject, zlib.crc32(head,
-                                                                                     zlib.crc32(length)))))
+    crc = zlib.crc32(
+        record.payload, zlib.crc32(msg_id, zlib.crc32(subject, zlib.crc32(head, zlib.crc32(length))))
+    )
     return b"".join((length, crc.to_bytes(4, "little"), head, subject, msg_id, record.payload))
 
 
@@ -91,7 +92,7 @@ def _decode_body(body: bytes) -> Record | None:
     if version != VERSION or n_subject == 0 or n_msg_id == 0 or end_msg_id > len(body):
         return None
     try:
-        subject = body[_HEAD.size:end_subject].decode()
+        subject = body[_HEAD.size : end_subject].decode()
         msg_id = body[end_subject:end_msg_id].decode()
     except UnicodeDecodeError:
         return None
@@ -131,9 +132,9 @@ def scan_records(data: bytes, start: int = 0, max_records: int | None = None) ->
         if body_start + length > size:
             incomplete = True
             break
-        body = data[body_start:body_start + length]
+        body = data[body_start : body_start + length]
         record = None
-        if zlib.crc32(body, zlib.crc32(data[pos:pos + 4])) == crc:
+        if zlib.crc32(body, zlib.crc32(data[pos : pos + 4])) == crc:
             record = _decode_body(body)
         if record is None:
             corrupt = True
@@ -212,8 +213,13 @@ class Spool:
     never refused.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 256 * 1024**2,
-                 segment_bytes: int = 4 * 1024**2) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = 256 * 1024**2,
+        segment_bytes: int = 4 * 1024**2,
+    ) -> None:
         if max_bytes <= 0 or segment_bytes <= 0:
             raise ValueError(f"max_bytes and segment_bytes must be > 0, got {max_bytes}, {segment_bytes}")
         self.directory = Path(directory)
@@ -231,8 +237,13 @@ class Spool:
     # -- lifecycle ------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, directory: str | os.PathLike[str], *, max_bytes: int = 256 * 1024**2,
-                   segment_bytes: int = 4 * 1024**2) -> Spool:
+    async def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = 256 * 1024**2,
+        segment_bytes: int = 4 * 1024**2,
+    ) -> Spool:
         """Open (or create) a spool and find what a previous run left in it."""
         spool = cls(directory, max_bytes=max_bytes, segment_bytes=segment_bytes)
         await spool.start()
@@ -251,8 +262,12 @@ class Spool:
             raise
         if self.pending_records:
             self._nonempty.set()
-            log.info("spool %s: %d records (%d fire) from a previous run wait for replay",
-                     self.directory, self.pending_records, self._lanes[0].records)
+            log.info(
+                "spool %s: %d records (%d fire) from a previous run wait for replay",
+                self.directory,
+                self.pending_records,
+                self._lanes[0].records,
+            )
 
     async def close(self) -> None:
         executor = self._executor
@@ -379,9 +394,14 @@ class Spool:
                 found = scan_records(data, start)
                 if found.damaged:
                     metrics.spool_discarded_bytes.inc(len(data) - found.end)
-                    log.warning("spool %s: %d bytes after offset %d are a torn or damaged record; "
-                                "kept the %d records before them", path, len(data) - found.end,
-                                found.end, len(found.records))
+                    log.warning(
+                        "spool %s: %d bytes after offset %d are a torn or damaged record; "
+                        "kept the %d records before them",
+                        path,
+                        len(data) - found.end,
+                        found.end,
+                        len(found.records),
+                    )
                 if not lane.segments:
                     lane.head_offset = start
                 lane.segments.append(_Segment(seq, path, found.end, len(found.records)))
@@ -479,8 +499,9 @@ class Spool:
                             data += f.read(first - len(data))
                 found = scan_records(data, 0, max_records)
                 if found.records:
-                    return SpoolBatch(lane.index, segment.seq, start, found.records,
-                                      [start + end for end in found.ends])
+                    return SpoolBatch(
+                        lane.index, segment.seq, start, found.records, [start + end for end in found.ends]
+                    )
                 # Nothing readable where the segment says records are: damaged
                 # since written or recovered. The next segment is still good.
                 self._skip_damage(lane, segment, start)
@@ -489,8 +510,13 @@ class Spool:
 
     def _skip_damage(self, lane: _Lane, segment: _Segment, start: int) -> None:
         lost = segment.end - start
-        log.error("spool %s: %d bytes (%d records) at offset %d are damaged; skipping them",
-                  segment.path, lost, segment.records, start)
+        log.error(
+            "spool %s: %d bytes (%d records) at offset %d are damaged; skipping them",
+            segment.path,
+            lost,
+            segment.records,
+            start,
+        )
         metrics.spool_discarded_bytes.inc(lost)
         lane.records -= segment.records
         lane.bytes -= lost
@@ -505,8 +531,10 @@ class Spool:
     def _commit(self, batch: SpoolBatch, count: int) -> None:
         lane = self._lanes[batch.lane]
         if not lane.segments or lane.segments[0].seq != batch.seq or lane.head_offset != batch.start:
-            raise SpoolError(f"spool {self.directory}: stale batch (lane {lane.name}, segment "
-                             f"{batch.seq}, offset {batch.start}) committed twice or out of order")
+            raise SpoolError(
+                f"spool {self.directory}: stale batch (lane {lane.name}, segment "
+                f"{batch.seq}, offset {batch.start}) committed twice or out of order"
+            )
         segment = lane.segments[0]
         offset = batch.ends[count - 1]
         done_bytes = offset - batch.start
@@ -554,8 +582,9 @@ class Spool:
             return 0, 0
         seq, offset, crc = _COMMITTED.unpack(data)
         if zlib.crc32(data[:16]) != crc:
-            log.warning("spool %s: committed marker damaged; replaying from the oldest segment",
-                        lane.directory)
+            log.warning(
+                "spool %s: committed marker damaged; replaying from the oldest segment", lane.directory
+            )
             return 0, 0
         return seq, offset
 

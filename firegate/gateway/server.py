@@ -9,7 +9,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any, TypeVar, cast
 
 from firegate.bus.events import DutyCheckResult
@@ -50,6 +51,7 @@ class GatewayOptions:
     retries: int = 3
     patrol_interval: float = 0.0
     clock_sync_on_connect: bool = True
+    clock_sync_daily_at: dt_time | None = None  # local time of a daily clock sync of every device
     rate_limit: float = 20.0
     rate_burst: int = 40
     write_buffer_limit: int = 64 * 1024
@@ -142,6 +144,8 @@ class Gateway:
             tg.create_task(self._sweeper())
             if opts.patrol_interval > 0:
                 tg.create_task(self._patrol())
+            if opts.clock_sync_daily_at is not None:
+                tg.create_task(self._daily_clock_sync(opts.clock_sync_daily_at))
             log.info("gateway listening on %s:%s (tcp)", opts.host, self.port)
             self.ready.set()
             try:
@@ -350,6 +354,18 @@ class Gateway:
                     await self.sink.publish(offline, fire=False)
                 except Exception as e:  # the next sweep cannot re-detect them: log loudly
                     log.error("could not publish %d offline events: %s", len(offline), e)
+
+    async def _daily_clock_sync(self, at: dt_time) -> None:
+        """Sync every connected device's clock once a day (GB 50440 keeps clocks within 5 s)."""
+        while True:
+            now = self.now_local()
+            due = datetime.combine(now.date(), at)
+            if due <= now:
+                due += timedelta(days=1)
+            if await self._sleep_or_stop((due - now).total_seconds()):
+                return
+            for device in list(self._rt.by_device):
+                self._spawn(self._quietly(self.clock_sync(device), "clock_sync"))
 
     async def _patrol(self) -> None:
         """巡检: read every connected device's status (type 81) each patrol interval (GB 50440: <= 2 h)."""

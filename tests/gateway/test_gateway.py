@@ -328,3 +328,19 @@ async def test_stop_drains_and_closes(options: GatewayOptions) -> None:
     await asyncio.wait_for(task, 10)
     with pytest.raises((ConnectionError, TimeoutError, OSError)):
         await dev.exchange(dev.frame(), timeout=1)
+
+
+async def test_daily_clock_sync(options: GatewayOptions) -> None:
+    from datetime import datetime, timedelta
+
+    options.clock_sync_daily_at = (datetime.now() + timedelta(seconds=1.5)).time()
+    gw = Gateway(options, MemorySink())
+    task = asyncio.create_task(gw.serve())
+    await gw.ready.wait()
+    dev = await Uitd(50).connect(gw.port or 0)
+    await dev.exchange(dev.frame())
+    (sync,) = await dev.answer_commands(1, timeout=5)
+    assert sync.command == Command.CONTROL and sync.data_unit is not None and sync.data_unit.type == 90
+    await dev.close()
+    gw.stop()
+    await asyncio.wait_for(task, 10)
