@@ -6,23 +6,12 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel
 
-from firegate.config import Settings, load_settings
+from firegate.config import load_settings
+from tests.ops.keys import settings_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "firegate.example.yaml"
-
-
-def settings_keys() -> set[str]:
-    keys = set()
-    for name, info in Settings.model_fields.items():
-        section = info.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            keys |= {f"{name}.{sub}" for sub in section.model_fields}
-        else:
-            keys.add(name)
-    return keys
 
 
 def yaml_keys(data: dict[str, object], prefix: str = "") -> set[str]:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
 from firegate.config import ENV_PREFIX, Http, Settings, parse_host_port
 from firegate.ops.http import HealthServer
+from tests.ops.keys import settings_keys as config_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -311,17 +311,6 @@ async def test_healthcheck_command_against_a_health_server(instructions: list[In
 # -- the operator docs name only real keys, variables and metrics -------------------------------
 
 OPS_DOCS = ("operator-guide.md", "subscriber-119.md")
-
-
-def config_keys() -> set[str]:
-    keys = set()
-    for name, info in Settings.model_fields.items():
-        section = info.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            keys |= {f"{name}.{sub}" for sub in section.model_fields}
-        else:
-            keys.add(name)
-    return keys
 
 
 def catalogued_metrics() -> set[str]:

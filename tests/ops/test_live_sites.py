@@ -10,8 +10,8 @@ from firegate.sites import LiveSites
 def test_known_devices_and_reload(tmp_path: Path) -> None:
     path = tmp_path / "sites.yaml"
     path.write_text(
-        "sites:\n  A:\n    unit: 甲\n    uitds: [74565]\n    devices: [panel-1]\n    networks: [10.1.0.0/16]\n"
-        "  B:\n    unit: 乙\n    uitds: [889]\n",
+        "sites:\n  A:\n    unit: 甲\n    uitds: [74565]\n    devices: [panel-1]\n"
+        "    networks: [10.1.0.0/16]\n  B:\n    unit: 乙\n    uitds: [889]\n",
         encoding="utf-8",
     )
     live = LiveSites(path)
