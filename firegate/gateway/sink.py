@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -21,8 +22,11 @@ class MemorySink:
         self.events: list[Envelope] = []
         self._ids: set[str] = set()
         self.fail = False
+        self.delay = 0.0  # seconds per publish: a slow store, to show what waits behind it
 
     async def publish(self, events: Sequence[Envelope], *, fire: bool) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail:
             raise ConnectionError("memory sink told to fail")
         for event in events:

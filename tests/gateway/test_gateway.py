@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import pytest
+from prometheus_client import REGISTRY
 
 from firegate.bus.events import DeviceOffline, DeviceOnline, DutyCheckResult, FaultRaised, FireAlarm
 from firegate.codecs.gb26875 import (
@@ -344,3 +345,82 @@ async def test_daily_clock_sync(options: GatewayOptions) -> None:
     await dev.close()
     gw.stop()
     await asyncio.wait_for(task, 10)
+
+
+async def test_fire_alarm_overtakes_queued_status_frames(gateway: Gateway) -> None:
+    sink_of(gateway).delay = 0.05
+    dev = await Uitd(60).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    statuses = [dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]) for i in range(10)]
+    alarm = dev.frame(2, [fire(60)])
+    await dev.send(b"".join([*statuses, alarm]))  # the UITD pipelines; the fire comes last
+    order = [(await dev.next_frame(timeout=5)).serial for _ in range(11)]
+    alarm_serial = parse_frame(alarm).serial
+    assert order.index(alarm_serial) <= 1  # behind at most the frame already being stored
+    await dev.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        GatewayOptions(
+            host="127.0.0.1",
+            port=0,
+            clock_sync_on_connect=False,
+            patrol_interval=0.3,
+            confirm_timeout=1,
+            retries=0,
+        )
+    ],
+)
+async def test_patrol_reads_status_and_publishes_what_it_finds(gateway: Gateway) -> None:
+    dev = await Uitd(61).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    ask = await dev.next_frame(timeout=3)
+    assert ask.command == Command.REQUEST and ask.data_unit is not None and ask.data_unit.type == 81
+    await dev.send(
+        build_frame(
+            serial=ask.serial,
+            command=Command.REPLY,
+            source=61,
+            destination=CENTER,
+            data=encode_data_unit(21, [UitdStatus(0b101, TimeTag.now())]),
+        )
+    )
+    for _ in range(50):
+        if any(isinstance(e, FaultRaised) and e.device == "61" for e in sink_of(gateway).events):
+            break
+        await asyncio.sleep(0.05)
+    raised = [e for e in sink_of(gateway).events if isinstance(e, FaultRaised)]
+    assert raised and raised[0].condition == "fault" and raised[0].point.system_type is None
+    await dev.close()
+
+
+async def test_a_client_that_never_reads_is_dropped(gateway: Gateway) -> None:
+    healthy = await Uitd(62).connect(gateway.port or 0)
+    await healthy.exchange(healthy.frame())
+    hog = socket.socket()
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.connect(("127.0.0.1", gateway.port or 0))
+    hog.setblocking(False)
+    loop = asyncio.get_running_loop()
+    beat = Uitd(63).frame()
+    closed = False
+    before = (
+        REGISTRY.get_sample_value(
+            "firegate_gateway_connections_closed_total", {"reason": "write_buffer_full"}
+        )
+        or 0.0
+    )
+    with pytest.raises(OSError):  # the gateway gives up on it: reset or broken pipe
+        for _ in range(20_000):  # heartbeats whose confirms it never reads
+            await asyncio.wait_for(loop.sock_sendall(hog, beat * 50), 5)
+    closed = True
+    assert closed
+    after = REGISTRY.get_sample_value(
+        "firegate_gateway_connections_closed_total", {"reason": "write_buffer_full"}
+    )
+    assert after == before + 1
+    assert (await healthy.exchange(healthy.frame())).command == Command.CONFIRM
+    hog.close()
+    await healthy.close()
