@@ -30,6 +30,11 @@ CONFIRM_LATENCY = Histogram(
     "From a send-data frame's arrival to its confirm being written",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+DEVICE_TO_BUS = Histogram(
+    "firegate_gateway_device_to_bus_seconds",
+    "From an event's device time tag to its durable storage (includes the device's clock error)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60, 300),
+)
 COMMANDS = Counter(
     "firegate_gateway_commands_total", "Commands sent down to devices, by outcome", ["action", "result"]
 )

@@ -252,6 +252,10 @@ class Session(asyncio.BufferedProtocol):
                 return
             if states:
                 await self.gw.normalizer.memory.put_many(states)
+            stored_at = self.gw.now_local()
+            for event in events:
+                if event.occurred_at is not None and event.kind != "device":
+                    metrics.DEVICE_TO_BUS.observe((stored_at - event.occurred_at).total_seconds())
         self.write(answer(frame, Command.CONFIRM, center_address=self.center_raw))
         metrics.CONFIRMS.inc()
         metrics.CONFIRM_LATENCY.observe(time.monotonic() - item.arrived)
