@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
-from firegate.bus.jetstream import StreamSettings, connect, ensure_kv, ensure_stream
+from firegate.bus.jetstream import StreamSettings, connect, connect_options, ensure_kv, ensure_stream
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
 from firegate.bus.normalize import Normalizer
 from firegate.bus.publisher import Publisher, PublisherSettings
@@ -72,8 +72,8 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
         nc = await connect(
             settings.nats.urls,
             "firegate",
-            creds=str(settings.nats.creds_file) if settings.nats.creds_file else None,
             connect_timeout=settings.nats.connect_timeout,
+            **connect_options(settings.nats),
         )
         try:
             yield nc

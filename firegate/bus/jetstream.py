@@ -15,7 +15,8 @@ import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import nats
 import nats.errors
@@ -30,6 +31,9 @@ from nats.js.kv import KeyValue
 
 from firegate.bus import metrics
 from firegate.bus.errors import NatsConnectError, PublishError, StreamConfigError
+
+if TYPE_CHECKING:
+    from firegate.config import Nats
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,13 @@ class _ConnectionLog:
         self.name = name
         self.nc: NATS | None = None
         self._last_error = ""
+        self.last_exception: Exception | None = None  # why the first connect keeps failing
 
     async def error(self, e: Exception) -> None:
+        # A reset or timeout after a refusal (auth, TLS) must not hide the refusal.
+        plain = isinstance(e, (ConnectionError, TimeoutError, EOFError)) and not isinstance(e, ssl.SSLError)
+        if not plain or self.last_exception is None:
+            self.last_exception = e
         text = f"{type(e).__name__}: {e}".rstrip(": ")
         if text != self._last_error:  # repeated reconnect failures log once
             log.warning("NATS (%s) error: %s", self.name, text)
@@ -88,6 +97,9 @@ async def connect(
     *,
     creds: str | os.PathLike[str] | None = None,
     tls: ssl.SSLContext | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
     connect_timeout: float = 10.0,
     attempt_timeout: int = 2,
     reconnect_time_wait: float = 1.0,
@@ -112,6 +124,12 @@ async def connect(
         options["user_credentials"] = os.fspath(creds)
     if tls is not None:
         options["tls"] = tls
+    if user is not None:
+        options["user"] = user
+    if password is not None:
+        options["password"] = password
+    if token is not None:
+        options["token"] = token
     try:
         async with asyncio.timeout(connect_timeout):
             await nc.connect(
@@ -132,7 +150,9 @@ async def connect(
             )
     except (TimeoutError, OSError, nats.errors.Error) as e:
         await _close_quietly(nc)
-        raise NatsConnectError(servers, connect_timeout, e) from e
+        # A timeout says little; the error behind the retries (auth, TLS) says why.
+        cause = state.last_exception if isinstance(e, TimeoutError) and state.last_exception else e
+        raise NatsConnectError(servers, connect_timeout, cause) from e
     except BaseException:
         await _close_quietly(nc)
         raise
@@ -140,6 +160,35 @@ async def connect(
     url = nc.connected_url
     log.info("NATS (%s) connected to %s", name, url.netloc if url else servers)
     return nc
+
+
+def tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """A client TLS context: verify the server with ``ca`` (else the system CAs), present ``cert``+``key``.
+
+    None when nothing is set (then a ``tls://`` URL alone still makes nats-py
+    use TLS with the system CAs). ``cert`` and ``key`` go together.
+    """
+    if ca is None and cert is None and key is None:
+        return None
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key go together: set both or neither")
+    cafile = os.fspath(ca) if ca is not None else None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(os.fspath(cert), os.fspath(key))
+    return ctx
+
+
+def connect_options(nats_settings: Nats) -> dict[str, Any]:
+    """The ``[nats]`` settings as keyword arguments for `connect` (creds, tls, user, password, token)."""
+    s = nats_settings
+    return {
+        "creds": s.creds_file,
+        "tls": tls_context(s.tls_ca, s.tls_cert, s.tls_key),
+        "user": s.user,
+        "password": s.password.get_secret_value() if s.password is not None else None,
+        "token": s.token.get_secret_value() if s.token is not None else None,
+    }
 
 
 async def _close_quietly(nc: NATS) -> None:

@@ -226,3 +226,25 @@ async def test_site_registry_reloads_on_sighup(tmp_path: Path) -> None:
         assert "site registry not reloaded" in (tmp_path / "firegate.log").read_text()
     finally:
         fg.kill_all()
+
+
+async def test_run_against_an_external_nats_with_a_token(tmp_path: Path) -> None:
+    from tests.bus.test_auth import nats_server_with
+
+    async with nats_server_with(
+        tmp_path, 'jetstream { store_dir: "%s" }\nauthorization { token: "s3cret" }' % (tmp_path / "js")
+    ) as port:
+        fg = Firegate(tmp_path)
+        fg.env.update(FIREGATE_NATS__URL=f"nats://127.0.0.1:{port}", FIREGATE_NATS__TOKEN="s3cret")
+        try:
+            await asyncio.to_thread(fg.start)
+            dev = await Uitd(777).connect(fg.gb)
+            alarm = ComponentStatus.make(1, 1, 42, 1, 0b11, "大厅", TimeTag.now())
+            assert (await dev.exchange(dev.frame(2, [alarm]))).command == Command.CONFIRM
+            await dev.close()
+            async with nats_client(f"nats://127.0.0.1:{port}", token="s3cret") as nc:
+                info = await nc.jetstream(timeout=5.0).stream_info("FIRE")
+                assert info.state.messages >= 1
+            assert not nats_servers_under(tmp_path / "firegate-data")  # no embedded server with a URL
+        finally:
+            fg.kill_all()
