@@ -12,6 +12,7 @@ run holds 10,000 of them in one process.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import heapq
 import random
@@ -129,7 +130,7 @@ class _Item:
         self.urgent = kind in URGENT_KINDS if urgent is None else urgent
 
 
-class _Link:
+class _Link(abc.ABC):
     """One connection's transport and framer; the device sees only this."""
 
     __slots__ = ()
@@ -137,11 +138,11 @@ class _Link:
     closed: bool
     framer: Framer
 
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
 
 class _TcpLink(_Link, asyncio.Protocol):

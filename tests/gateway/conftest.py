@@ -9,6 +9,11 @@ from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.gateway.sink import MemorySink
 
 
+def quick_options(**changes: object) -> GatewayOptions:
+    """A loopback gateway on a free port that does not sync clocks unless told to."""
+    return GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False, **changes)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def options() -> GatewayOptions:
     return GatewayOptions(

@@ -25,6 +25,7 @@ from firegate.codecs.gb26875 import (
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.gateway.sink import MemorySink
 from tests.gateway.client import CENTER, Uitd
+from tests.gateway.conftest import quick_options
 
 
 def fire(i: int = 1) -> ComponentStatus:
@@ -129,11 +130,7 @@ async def test_reconnect_replaces_the_old_session(gateway: Gateway) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [
-        GatewayOptions(
-            host="127.0.0.1", port=0, clock_sync_on_connect=False, idle_timeout=0.4, sweep_interval=0.05
-        )
-    ],
+    [quick_options(idle_timeout=0.4, sweep_interval=0.05)],
 )
 async def test_offline_then_online_with_outage(gateway: Gateway) -> None:
     dev = await Uitd(11).connect(gateway.port or 0)
@@ -237,10 +234,7 @@ async def test_garbage_huge_length_and_slow_drip_do_not_disturb_others(gateway: 
 @pytest.mark.parametrize(
     "options",
     [
-        GatewayOptions(
-            host="127.0.0.1",
-            port=0,
-            clock_sync_on_connect=False,
+        quick_options(
             max_connections=5,
             first_frame_timeout=0.3,
             sweep_interval=0.05,
@@ -262,7 +256,7 @@ async def test_connection_flood_and_silent_connections(gateway: Gateway) -> None
 
 @pytest.mark.parametrize(
     "options",
-    [GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False, rate_limit=1, rate_burst=2)],
+    [quick_options(rate_limit=1, rate_burst=2)],
 )
 async def test_rate_limit_sheds_status_but_never_fire(gateway: Gateway) -> None:
     dev = await Uitd(19).connect(gateway.port or 0)
@@ -283,10 +277,7 @@ async def test_rate_limit_sheds_status_but_never_fire(gateway: Gateway) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        GatewayOptions(
-            host="127.0.0.1",
-            port=0,
-            clock_sync_on_connect=False,
+        quick_options(
             known_devices={"20": ["127.0.0.0/8"], "21": ["10.0.0.0/8"]},
             registry_policy="reject",
         )
@@ -363,10 +354,7 @@ async def test_fire_alarm_overtakes_queued_status_frames(gateway: Gateway) -> No
 @pytest.mark.parametrize(
     "options",
     [
-        GatewayOptions(
-            host="127.0.0.1",
-            port=0,
-            clock_sync_on_connect=False,
+        quick_options(
             patrol_interval=0.3,
             confirm_timeout=1,
             retries=0,
