@@ -166,9 +166,8 @@ async def run(settings: Settings) -> None:
                 async with Publisher(
                     nc, spool, PublisherSettings(retry_for=settings.bus.publish_retry)
                 ) as pub:
-                    normalizer = Normalizer(
-                        KvStatusMemory(kv, lambda: nc.is_connected), site_of=site_of, location_of=location_of
-                    )
+                    memory = KvStatusMemory(kv, lambda: nc.is_connected)
+                    normalizer = Normalizer(memory, site_of=site_of, location_of=location_of)
                     options = gateway_options(settings)
                     options.known_devices = registered()
                     gateway = Gateway(options, JetStreamSink(pub), normalizer=normalizer, site_of=site_of)
@@ -178,12 +177,14 @@ async def run(settings: Settings) -> None:
                         serving = tg.create_task(gateway.serve())
                         replayer = tg.create_task(pub.run_replayer())
                         commands = tg.create_task(CommandServer(nc, gateway).run())
+                        flusher = tg.create_task(memory.run_flusher())
                         await stop.wait()
                         log.info("stopping: draining the gateway")
                         commands.cancel()
                         gateway.stop()
                         await serving
                         replayer.cancel()
+                        flusher.cancel()
             finally:
                 await spool.close()
     finally:

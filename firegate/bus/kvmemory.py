@@ -31,7 +31,6 @@ class KvStatusMemory:
         self.timeout = timeout
         self._cache: dict[str, PointState] = {}  # what this process read or wrote last
         self._unsaved: dict[str, PointState] = {}
-        self._flushing = asyncio.Lock()
 
     async def get_many(self, keys: list[str]) -> dict[str, PointState]:
         found = {k: self._cache[k] for k in keys if k in self._cache}
@@ -48,29 +47,38 @@ class KvStatusMemory:
                 log.warning("status memory unavailable for %s: %r", key, e)
                 continue
             if entry.value:
-                doc = json.loads(entry.value)
-                state = PointState(int(doc["status"]), datetime.fromisoformat(doc["since"]))
+                try:
+                    doc = json.loads(entry.value)
+                    state = PointState(int(doc["status"]), datetime.fromisoformat(doc["since"]))
+                except (ValueError, KeyError, TypeError) as e:  # another version's or a hand edit
+                    log.warning("unreadable status memory for %s, taken as first seen: %r", key, e)
+                    continue
                 self._cache[key] = found[key] = state
         return found
 
     async def put_many(self, states: Mapping[str, PointState]) -> None:
-        """Write this frame's states; what an outage left unsaved is flushed by one caller at a time
-        (every session flushing the shared backlog would write each key once per session)."""
+        """Write this frame's states (concurrently, one bounded wait); what fails, or arrives
+        while NATS is away, is left to run_flusher(), so no confirm waits on a backlog."""
         self._cache.update(states)
         if not self.connected():
             self._unsaved.update(states)
             return
-        for key, state in states.items():
-            if not await self._put(key, state):
+        items = list(states.items())
+        saved = await asyncio.gather(*(self._put(key, state) for key, state in items))
+        for (key, state), ok in zip(items, saved, strict=True):
+            if not ok:
                 self._unsaved[key] = state
-        if self._unsaved and not self._flushing.locked():
-            async with self._flushing:
-                while self._unsaved and self.connected():
-                    key, state = next(iter(self._unsaved.items()))
-                    if not await self._put(key, state):
-                        return
-                    if self._unsaved.get(key) is state:
-                        del self._unsaved[key]
+
+    async def run_flusher(self, interval: float = 1.0) -> None:
+        """Write back what an outage left unsaved, in the background (run it in a TaskGroup)."""
+        while True:
+            await asyncio.sleep(interval)
+            while self._unsaved and self.connected():
+                key, state = next(iter(self._unsaved.items()))
+                if not await self._put(key, state):
+                    break
+                if self._unsaved.get(key) is state:
+                    del self._unsaved[key]
 
     async def _put(self, key: str, state: PointState) -> bool:
         value = json.dumps({"status": state.status, "since": state.since.isoformat()}).encode()

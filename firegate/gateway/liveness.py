@@ -28,18 +28,15 @@ class DeviceTracker:
     def online(self) -> int:
         return sum(1 for d in self.devices.values() if d.online)
 
-    def touch(self, device: str, site: str, peer: str | None) -> DeviceOnline | None:
-        now = time.monotonic()
-        wall = datetime.now(UTC)
+    def online_event(self, device: str, site: str, peer: str | None) -> DeviceOnline | None:
+        """The event a frame from `device` causes (None while it is online). Changes nothing:
+        call seen() once the event is stored, so a failed publish loses no online event."""
         state = self.devices.get(device)
         if state is not None and state.online:
-            state.last_seen, state.last_seen_at = now, wall
             return None
+        now = time.monotonic()
+        wall = datetime.now(UTC)
         outage = None if state is None or state.offline_since is None else now - state.offline_since
-        if state is None:
-            self.devices[device] = DeviceState(now, wall, True)
-        else:
-            state.last_seen, state.last_seen_at, state.online, state.offline_since = now, wall, True, None
         stamp = int(wall.timestamp() * 1000)
         return DeviceOnline(
             id=f"{device}.online.{stamp}",
@@ -50,6 +47,22 @@ class DeviceTracker:
             peer=peer,
             outage_s=round(outage, 3) if outage is not None else None,
         )
+
+    def seen(self, device: str) -> None:
+        now = time.monotonic()
+        wall = datetime.now(UTC)
+        state = self.devices.get(device)
+        if state is None:
+            self.devices[device] = DeviceState(now, wall, True)
+        else:
+            state.last_seen, state.last_seen_at, state.online, state.offline_since = now, wall, True, None
+
+    def unsweep(self, events: list[DeviceOffline]) -> None:
+        """Offline events that could not be stored: back to online, so the next sweep retries."""
+        for event in events:
+            state = self.devices.get(event.device)
+            if state is not None and not state.online:
+                state.online, state.offline_since = True, None
 
     def sweep(self, site_of: Callable[[str], str]) -> list[DeviceOffline]:
         now = time.monotonic()

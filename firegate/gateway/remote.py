@@ -77,7 +77,7 @@ class CommandServer:
             body: dict[str, Any] = {"ok": True, "device": device, "action": action, **result}
         except CommandFailed as e:
             body = {"ok": False, "device": device, "action": action, "error": e.reason, "detail": str(e)}
-        except (ValueError, TypeError, EncodeError, DataUnitError) as e:
+        except (ValueError, TypeError, OverflowError, EncodeError, DataUnitError) as e:
             body = {"ok": False, "device": device, "action": action, "error": "bad_request", "detail": str(e)}
         if msg.reply:
             await msg.respond(json.dumps(body, ensure_ascii=False).encode())

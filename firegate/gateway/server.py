@@ -163,6 +163,10 @@ class Gateway:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     async def _drain(self) -> None:
         sessions = list(self._rt.sessions)
         for s in sessions:
@@ -174,7 +178,7 @@ class Gateway:
             _, late = await asyncio.wait(waits, timeout=self.options.drain_timeout)
             for w in late:
                 w.cancel()
-        for s in sessions:
+        for s in [*sessions, *self._rt.udp_peers.values()]:
             s.close("shutdown")
             s.connection_lost(None)
 
@@ -288,11 +292,22 @@ class Gateway:
         try:
             await self.command(device, Command.CONTROL, 91, [DutyCheck(timeout_minutes)], "duty_check")
         except BaseException:
-            self.duty.waiting.pop(device, None)
+            if self.duty.waiting.get(device) is answered:
+                del self.duty.waiting[device]
             raise
         return self._spawn(self._await_duty_answer(device, timeout_minutes, answered, sent))
 
     async def _await_duty_answer(
+        self, device: str, timeout_minutes: int, answered: asyncio.Future[float], sent: float
+    ) -> DutyCheckResult:
+        result = await self._duty_result(device, timeout_minutes, answered, sent)
+        try:
+            await self.sink.publish([result], fire=False)
+        except Exception as e:  # the check is over either way; its record is what failed
+            log.error("duty check result for %s not stored: %s", device, e)
+        return result
+
+    async def _duty_result(
         self, device: str, timeout_minutes: int, answered: asyncio.Future[float], sent: float
     ) -> DutyCheckResult:
         try:
@@ -302,7 +317,8 @@ class Gateway:
             except TimeoutError:
                 after = None
         finally:
-            self.duty.waiting.pop(device, None)
+            if self.duty.waiting.get(device) is answered:  # a newer check may have replaced it
+                del self.duty.waiting[device]
         now = self.now_utc()
         result = DutyCheckResult(
             id=f"{device}.duty.{int(now.timestamp() * 1000)}",
@@ -314,7 +330,6 @@ class Gateway:
             after_s=after,
             window_s=timeout_minutes * 60.0,
         )
-        await self.sink.publish([result], fire=False)
         return result
 
     def _spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
@@ -325,10 +340,13 @@ class Gateway:
         return task
 
     async def _quietly(self, work: Awaitable[object], action: str) -> None:
+        """Background work must never take the gateway's TaskGroup (and every session) down."""
         try:
             await work
         except CommandFailed as e:
             log.info("%s: %s", action, e)
+        except Exception:
+            log.exception("%s failed", action)
 
     # ---- background work -----------------------------------------------------------------------
 
@@ -352,8 +370,9 @@ class Gateway:
             if offline:
                 try:
                     await self.sink.publish(offline, fire=False)
-                except Exception as e:  # the next sweep cannot re-detect them: log loudly
-                    log.error("could not publish %d offline events: %s", len(offline), e)
+                except Exception as e:
+                    log.error("could not publish %d offline events, retrying next sweep: %s", len(offline), e)
+                    self.tracker.unsweep(offline)
 
     async def _daily_clock_sync(self, at: dt_time) -> None:
         """Sync every connected device's clock once a day (GB 50440 keeps clocks within 5 s)."""
@@ -371,17 +390,16 @@ class Gateway:
         """巡检: read every connected device's status (type 81) each patrol interval (GB 50440: <= 2 h)."""
         while not await self._sleep_or_stop(self.options.patrol_interval):
             for device in list(self._rt.by_device):
-                try:
-                    reply = await self.read(device, 81, [Reserved(0)])
-                except CommandFailed as e:
-                    log.info("patrol of %s failed: %s", device, e)
-                    continue
-                unit = reply.data_unit
-                if unit is not None and unit.known:
-                    normalized = await self.normalizer.normalize(device, reply, unit)
-                    if normalized.events:
-                        await self.sink.publish(normalized.events, fire=normalized.has_fire)
-                    await self.normalizer.memory.put_many(normalized.states)
+                await self._quietly(self._patrol_one(device), f"patrol of {device}")
+
+    async def _patrol_one(self, device: str) -> None:
+        reply = await self.read(device, 81, [Reserved(0)])
+        unit = reply.data_unit
+        if unit is not None and unit.known:
+            normalized = await self.normalizer.normalize(device, reply, unit)
+            if normalized.events:
+                await self.sink.publish(normalized.events, fire=normalized.has_fire)
+            await self.normalizer.memory.put_many(normalized.states)
 
 
 class _UdpEndpoint(asyncio.DatagramProtocol):
@@ -394,11 +412,20 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
+        if self.gw.stopping:
+            return  # draining: the device retransmits to whoever serves it next
         peers = self.gw._rt.udp_peers
         session = peers.get(addr)
         if session is None:
             assert self.transport is not None
             session = Session(self.gw)
+            session.connection_made(DatagramPeer(self.transport, addr, self._closed))
+            if session.transport is None or session.transport.is_closing():
+                return  # refused (max_connections)
             peers[addr] = session
-            session.connection_made(DatagramPeer(self.transport, addr, lambda a: None))
         session.feed(data)
+
+    def _closed(self, addr: Addr) -> None:
+        session = self.gw._rt.udp_peers.pop(addr, None)
+        if session is not None:
+            session.connection_lost(None)

@@ -9,9 +9,9 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-from firegate.bus.events import DeviceInfo, Envelope, Point, event_id
+from firegate.bus.events import DeviceInfo, Envelope, FireAlarm, Point, event_id
 from firegate.codecs.gb26875 import (
     Command,
     ComponentStatus,
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("firegate.gateway")
 
+_FIRE_SOURCE: dict[int, Literal["system", "component", "uitd", "operation"]] = {
+    1: "system",
+    2: "component",
+    21: "uitd",
+    24: "operation",
+}
 READ_SIZE = 4096  # per-connection receive buffer: 10,000 connections must fit in a few hundred MB
 
 
@@ -79,6 +85,7 @@ class Session(asyncio.BufferedProtocol):
         self._view = memoryview(self._buf)
         self.transport: asyncio.Transport | None = None
         self.protocol = "tcp"
+        self._counted = False
         self.peer = "?"
         self.device: str | None = None
         self.device_raw: bytes = bytes(6)
@@ -111,6 +118,7 @@ class Session(asyncio.BufferedProtocol):
             return
         self.transport.set_write_buffer_limits(high=self.gw.options.write_buffer_limit)
         metrics.CONNECTIONS.labels(self.protocol).inc()
+        self._counted = True
         self.gw.start_session(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -131,7 +139,7 @@ class Session(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None and not self.closed.is_set():
+        if self._counted and not self.closed.is_set():
             metrics.CONNECTIONS.labels(self.protocol).dec()
         self.closed.set()
         self._wake.set()
@@ -181,6 +189,10 @@ class Session(asyncio.BufferedProtocol):
             error = e
             metrics.DECODE_ERRORS.labels("data_unit").inc()
         fire = carries_fire(unit)
+        queued = len(self._fire) + len(self._normal)
+        if self.protocol == "udp" and not fire and queued >= self.gw.options.queue_limit:
+            metrics.SHED.labels("queue_full").inc()  # datagrams cannot be paused; fire never shed
+            return
         item = Inbound(frame, unit, error, fire, time.monotonic())
         (self._fire if fire else self._normal).append(item)
         self.idle.clear()
@@ -194,10 +206,14 @@ class Session(asyncio.BufferedProtocol):
         """The session's worker: processes frames in order, fire alarms first."""
         try:
             while True:
+                if self.closed.is_set():
+                    # nothing queued was confirmed: the device retransmits it to whoever serves it next
+                    self._fire.clear()
+                    self._normal.clear()
+                    self.idle.set()
+                    return
                 if not self._fire and not self._normal:
                     self.idle.set()
-                    if self.closed.is_set():
-                        return
                     self._wake.clear()
                     await self._wake.wait()
                     continue
@@ -211,11 +227,18 @@ class Session(asyncio.BufferedProtocol):
             log.exception("session %s (%s) failed", self.peer, self.device)
             self.close("internal_error")
         finally:
+            self.close("worker_stopped")  # cancelled or failed: never leave the socket open unserved
             self.gw.end_session(self)
 
     async def _process(self, item: Inbound) -> None:
         frame = item.frame
         if self.device is None and not self._bind(frame):
+            return
+        if frame.source_raw != self.device_raw:
+            # a device is its source address (spec §8); one connection speaks for one device
+            metrics.DECODE_ERRORS.labels("source_changed").inc()
+            self.write(answer(frame, Command.DENY, center_address=self.center_raw))
+            metrics.DENIES.inc()
             return
         device = self.device
         assert device is not None
@@ -224,7 +247,7 @@ class Session(asyncio.BufferedProtocol):
             metrics.RETRANSMISSIONS.inc()
         events: list[Envelope] = []
         states = None
-        online = self.gw.tracker.touch(device, self.gw.site_of(device), self.peer)
+        online = self.gw.tracker.online_event(device, self.gw.site_of(device), self.peer)
         if online is not None:
             events.append(online)
         if frame.is_heartbeat:
@@ -234,10 +257,19 @@ class Session(asyncio.BufferedProtocol):
         elif item.unit is not None:
             if not item.fire and not retransmission and not self._take_token():
                 metrics.SHED.labels("rate_limit").inc()
+                if online is None:
+                    self.gw.tracker.seen(device)
                 return  # no confirm: the device keeps it and retransmits later
-            normalized = await self.gw.normalizer.normalize(device, frame, item.unit)
-            events.extend(normalized.events)
-            states = normalized.states
+            try:
+                normalized = await self.gw.normalizer.normalize(device, frame, item.unit)
+            except Exception:
+                # never let one bad point block a device's frames (a fire alarm among them)
+                log.exception("normalizing serial %d from %s failed; stored raw", frame.serial, device)
+                metrics.DECODE_ERRORS.labels("normalize").inc()
+                events.extend(self._fallback(device, frame, item))
+            else:
+                events.extend(normalized.events)
+                states = normalized.states
             if isinstance(item.unit.objects[0] if item.unit.objects else None, UitdOperation):
                 self.gw.duty.observe(device, item.unit.objects)
             metrics.DATA_TYPES_IN.labels(name_of(TypeFlag, item.unit.type)).inc()
@@ -256,6 +288,7 @@ class Session(asyncio.BufferedProtocol):
             for event in events:
                 if event.occurred_at is not None and event.kind != "device":
                     metrics.DEVICE_TO_BUS.observe((stored_at - event.occurred_at).total_seconds())
+        self.gw.tracker.seen(device)
         self.write(answer(frame, Command.CONFIRM, center_address=self.center_raw))
         metrics.CONFIRMS.inc()
         metrics.CONFIRM_LATENCY.observe(time.monotonic() - item.arrived)
@@ -286,6 +319,25 @@ class Session(asyncio.BufferedProtocol):
             point=Point(),
             data=data,
         )
+
+    def _fallback(self, device: str, frame: Frame, item: Inbound) -> list[Envelope]:
+        """Events for a frame normalization failed on: the raw record, and a fire alarm if it
+        carried one, so the alarm still reaches fire.alarm.<device>."""
+        events = [self._undecoded(device, frame, item)]
+        if item.fire:
+            events.append(
+                FireAlarm(
+                    id=event_id(device, frame.data[0], frame.data, "alarm"),
+                    device=device,
+                    site=self.gw.site_of(device),
+                    occurred_at=frame.time.value,
+                    received_at=self.gw.now_utc(),
+                    raw=frame.raw.hex(),
+                    source=_FIRE_SOURCE.get(frame.data[0], "uitd"),
+                    point=Point(),
+                )
+            )
+        return events
 
     def _bind(self, frame: Frame) -> bool:
         device = self.gw.device_id(frame.source_raw)
@@ -362,6 +414,10 @@ class Session(asyncio.BufferedProtocol):
                 self._pending.pop(serial, None)
             if reply.command == Command.DENY:
                 last = "denied"
+                continue
+            expected = Command.REPLY if command == Command.REQUEST else Command.CONFIRM
+            if reply.command != expected:  # a wrong answer counts as none (spec §6.5): send again
+                last = "bad_answer"
                 continue
             metrics.COMMANDS.labels(action, "ok").inc()
             return reply

@@ -20,13 +20,16 @@ class DatagramPeer(asyncio.Transport):
         self._on_close = on_close
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._closing:
+        if not self._closing and not self._endpoint.is_closing():
             self._endpoint.sendto(bytes(data), self._addr)
 
     def close(self) -> None:
         if not self._closing:
             self._closing = True
-            self._on_close(self._addr)
+            self._on_close(self._addr)  # ends the session as a lost TCP connection would
+
+    def abort(self) -> None:
+        self.close()
 
     def is_closing(self) -> bool:
         return self._closing

@@ -412,3 +412,46 @@ async def test_a_client_that_never_reads_is_dropped(gateway: Gateway) -> None:
     assert (await healthy.exchange(healthy.frame())).command == Command.CONFIRM
     hog.close()
     await healthy.close()
+
+
+async def test_online_event_survives_a_failed_publish(gateway: Gateway) -> None:
+    dev = await Uitd(70).connect(gateway.port or 0)
+    sink_of(gateway).fail = True
+    raw = dev.frame()
+    await dev.send(raw)
+    with pytest.raises(TimeoutError):
+        await dev.next_frame(timeout=0.5)
+    sink_of(gateway).fail = False
+    assert (await dev.exchange(raw)).command == Command.CONFIRM  # the retransmission
+    assert [type(e) for e in sink_of(gateway).events] == [DeviceOnline]
+    await dev.close()
+
+
+async def test_a_second_source_address_on_one_connection_is_refused(gateway: Gateway) -> None:
+    dev = await Uitd(71).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    other = Uitd(72).frame(2, [fire(1)])
+    reply = await dev.exchange(other)
+    assert reply.command == Command.DENY and reply.destination == 72
+    assert not [e for e in sink_of(gateway).events if isinstance(e, FireAlarm)]
+    await dev.close()
+
+
+@pytest.mark.parametrize("options", [quick_options(patrol_interval=0.3, confirm_timeout=1, retries=0)])
+async def test_a_bad_patrol_reply_does_not_stop_the_gateway(gateway: Gateway) -> None:
+    bad = await Uitd(73).connect(gateway.port or 0)
+    await bad.exchange(bad.frame())
+    ask = await bad.next_frame(timeout=3)
+    await bad.send(
+        build_frame(
+            serial=ask.serial, command=Command.REPLY, source=73, destination=CENTER, data=bytes([21, 5, 1])
+        )
+    )  # five objects promised, one byte sent
+    good = await Uitd(74).connect(gateway.port or 0)
+    reply = await good.exchange(good.frame(2, [fire(3)]))
+    while reply.command != Command.CONFIRM:  # a patrol request may come first
+        await good.send(answer(reply, Command.DENY))
+        reply = await good.next_frame()
+    assert any(isinstance(e, FireAlarm) and e.device == "74" for e in sink_of(gateway).events)
+    await bad.close()
+    await good.close()

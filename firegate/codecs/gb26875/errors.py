@@ -46,8 +46,9 @@ class FrameError(FiregateError, ValueError):
 
     @property
     def deniable(self) -> bool:
-        """The standard's check errors (§6.5.3) are answered with a deny when the header is readable."""
-        return self.header is not None
+        """The standard's check errors (§6.5.3) are answered with a deny when the header is
+        readable, except on a confirm, reply or deny: those the initiator times out on and resends."""
+        return self.header is not None and self.header.command not in (3, 5, 6)
 
 
 class ChecksumError(FrameError):
