@@ -102,7 +102,10 @@ class _Readiness:
         return ok, "connected" if ok else "starting" if self._nc is None else "down"
 
     def listener(self) -> tuple[bool, str]:
-        ok = self._gateway is not None and self._gateway.ready.is_set()
+        gateway = self._gateway
+        if gateway is not None and gateway.stopping:
+            return False, "draining"  # let a load balancer move devices elsewhere
+        ok = gateway is not None and gateway.ready.is_set()
         return ok, "bound" if ok else "starting"
 
     def spool(self) -> tuple[bool, str]:

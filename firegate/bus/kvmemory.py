@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 from firegate.bus.normalize import PointState
 
 BUCKET = "FIRE_STATE"
+CACHE_MAX = 200_000  # points; a large center has ~10,000 UITDs with a few dozen points each
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +30,7 @@ class KvStatusMemory:
         self.kv = kv
         self.connected = connected
         self.timeout = timeout
-        self._cache: dict[str, PointState] = {}  # what this process read or wrote last
+        self._cache: dict[str, PointState] = {}  # what this process read or wrote last, bounded
         self._unsaved: dict[str, PointState] = {}
 
     async def get_many(self, keys: list[str]) -> dict[str, PointState]:
@@ -53,13 +54,20 @@ class KvStatusMemory:
                 except (ValueError, KeyError, TypeError) as e:  # another version's or a hand edit
                     log.warning("unreadable status memory for %s, taken as first seen: %r", key, e)
                     continue
-                self._cache[key] = found[key] = state
+                self._remember(key, state)
+                found[key] = state
         return found
+
+    def _remember(self, key: str, state: PointState) -> None:
+        if key not in self._cache and len(self._cache) >= CACHE_MAX:
+            del self._cache[next(iter(self._cache))]  # the oldest entry: KV still holds it
+        self._cache[key] = state
 
     async def put_many(self, states: Mapping[str, PointState]) -> None:
         """Write this frame's states (concurrently, one bounded wait); what fails, or arrives
         while NATS is away, is left to run_flusher(), so no confirm waits on a backlog."""
-        self._cache.update(states)
+        for key, state in states.items():
+            self._remember(key, state)
         if not self.connected():
             self._unsaved.update(states)
             return

@@ -20,8 +20,9 @@ class DeviceState:
 
 
 class DeviceTracker:
-    def __init__(self, idle_timeout: float) -> None:
+    def __init__(self, idle_timeout: float, forget_after: float = 7 * 86400.0) -> None:
         self.idle_timeout = idle_timeout
+        self.forget_after = forget_after  # offline this long: forgotten (its return is a first online)
         self.devices: dict[str, DeviceState] = {}
 
     @property
@@ -68,6 +69,9 @@ class DeviceTracker:
         now = time.monotonic()
         wall = datetime.now(UTC)
         events: list[DeviceOffline] = []
+        stale = [d for d, s in self.devices.items() if not s.online and now - s.last_seen > self.forget_after]
+        for device in stale:  # addresses that came once and never again must not pile up
+            del self.devices[device]
         for device, state in self.devices.items():
             silent = now - state.last_seen
             if state.online and silent > self.idle_timeout:

@@ -218,7 +218,7 @@ class Session(asyncio.BufferedProtocol):
                     await self._wake.wait()
                     continue
                 item = self._fire.popleft() if self._fire else self._normal.popleft()
-                if self._paused and len(self._fire) + len(self._normal) < self.gw.options.queue_limit // 2:
+                if self._paused and len(self._fire) + len(self._normal) <= self.gw.options.queue_limit // 2:
                     self._paused = False
                     if self.transport is not None and not self.closed.is_set():
                         self.transport.resume_reading()
