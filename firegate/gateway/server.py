@@ -204,10 +204,6 @@ class Gateway:
         if session.device is not None and self._rt.by_device.get(session.device) is session:
             del self._rt.by_device[session.device]
             self.device_events.put_nowait(("down", session.device))
-        if session.protocol == "udp":
-            peer = session.transport.get_extra_info("peername") if session.transport else None
-            if peer is not None and self._rt.udp_peers.get(peer) is session:
-                del self._rt.udp_peers[peer]
 
     def claim(self, session: Session) -> None:
         """The newest session of a device wins; the old socket is closed (a reconnect)."""
@@ -363,8 +359,6 @@ class Gateway:
                 limit = opts.first_frame_timeout if s.valid_frames == 0 else opts.idle_timeout
                 if now - s.last_rx > limit:
                     s.close("no_valid_frame" if s.valid_frames == 0 else "idle")
-                    if s.protocol == "udp":
-                        s.connection_lost(None)
             offline = self.tracker.sweep(self.site_of)
             metrics.DEVICES_ONLINE.set(self.tracker.online)
             if offline:
@@ -426,6 +420,7 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         session.feed(data)
 
     def _closed(self, addr: Addr) -> None:
+        """The one place a UDP peer ends: DatagramPeer.close() calls it, as a TCP close would."""
         session = self.gw._rt.udp_peers.pop(addr, None)
         if session is not None:
             session.connection_lost(None)
