@@ -54,6 +54,18 @@ class Uitd:
         await self.send(raw)
         return await self.next_frame(timeout)
 
+    async def reply(self, request: Frame, type_flag: int, objects: list[InfoObject]) -> None:
+        """Answer a center's request (cmd 4) with a reply (cmd 5) carrying `objects`."""
+        await self.send(
+            build_frame(
+                serial=request.serial,
+                command=5,
+                source=self.address,
+                destination=CENTER,
+                data=encode_data_unit(type_flag, objects),
+            )
+        )
+
     async def answer_commands(self, count: int = 1, timeout: float = 5.0) -> list[Frame]:
         """Confirm control commands the center sends (clock sync, duty check)."""
         got = []

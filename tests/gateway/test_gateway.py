@@ -19,7 +19,6 @@ from firegate.codecs.gb26875 import (
     UitdStatus,
     answer,
     build_frame,
-    encode_data_unit,
     parse_frame,
 )
 from firegate.gateway.server import Gateway, GatewayOptions
@@ -155,14 +154,7 @@ async def test_read_uitd_status_round_trip(gateway: Gateway) -> None:
     request = asyncio.create_task(gateway.read("12", 81, [Reserved(0)]))
     ask = await dev.next_frame()
     assert ask.command == Command.REQUEST and ask.data_unit.type == 81  # type: ignore[union-attr]
-    reply = build_frame(
-        serial=ask.serial,
-        command=Command.REPLY,
-        source=12,
-        destination=CENTER,
-        data=encode_data_unit(21, [UitdStatus(0b1, TimeTag.now())]),
-    )
-    await dev.send(reply)
+    await dev.reply(ask, 21, [UitdStatus(0b1, TimeTag.now())])
     got = await asyncio.wait_for(request, 5)
     assert got.command == Command.REPLY and got.data_unit.objects[0].status == 1  # type: ignore[union-attr]
     await dev.close()
@@ -366,15 +358,7 @@ async def test_patrol_reads_status_and_publishes_what_it_finds(gateway: Gateway)
     await dev.exchange(dev.frame())
     ask = await dev.next_frame(timeout=3)
     assert ask.command == Command.REQUEST and ask.data_unit is not None and ask.data_unit.type == 81
-    await dev.send(
-        build_frame(
-            serial=ask.serial,
-            command=Command.REPLY,
-            source=61,
-            destination=CENTER,
-            data=encode_data_unit(21, [UitdStatus(0b101, TimeTag.now())]),
-        )
-    )
+    await dev.reply(ask, 21, [UitdStatus(0b101, TimeTag.now())])
     for _ in range(50):
         if any(isinstance(e, FaultRaised) and e.device == "61" for e in sink_of(gateway).events):
             break

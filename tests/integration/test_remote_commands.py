@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
-from firegate.codecs.gb26875 import Command, TimeTag, UitdStatus, answer, build_frame, encode_data_unit
+from firegate.codecs.gb26875 import Command, TimeTag, UitdStatus, answer
 from firegate.gateway.remote import CommandServer, request
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.gateway.sink import MemorySink
-from tests.gateway.client import CENTER, Uitd
+from tests.gateway.client import Uitd
 from tests.natsserver import nats_client, running_nats_server
 
 FIREGATE = str(Path(sys.executable).with_name("firegate"))
@@ -59,15 +59,7 @@ async def test_read_status_round_trip_over_nats(setup: tuple[NATS, Gateway, str]
     pending = asyncio.create_task(request(nc, "321", "read", {"type": 81}, 5))
     ask = await dev.next_frame()
     assert ask.command == Command.REQUEST
-    await dev.send(
-        build_frame(
-            serial=ask.serial,
-            command=Command.REPLY,
-            source=321,
-            destination=CENTER,
-            data=encode_data_unit(21, [UitdStatus(0b101, TimeTag.now())]),
-        )
-    )
+    await dev.reply(ask, 21, [UitdStatus(0b101, TimeTag.now())])
     result = await pending
     assert result["ok"] and result["reply"]["type"] == 21
     assert result["reply"]["objects"][0]["status_flags"] == ["normal", "fault"]
