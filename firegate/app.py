@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
@@ -18,7 +18,13 @@ from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
-from firegate.config import Settings, parse_host_port
+from firegate.config import ROLES, Settings, parse_host_port
+from firegate.forwarders.courier import Courier, ensure_dead_letter_stream
+from firegate.forwarders.incident import Policy
+from firegate.forwarders.lifecycle import Lifecycle, site_info_lookup
+from firegate.forwarders.routes import dispatch_couriers, fault_couriers
+from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
+from firegate.forwarders.store import AlarmStore
 from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ops.http import HealthServer
@@ -86,7 +92,8 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
 
 
 class _Readiness:
-    """/readyz: NATS connected, the UITD listener bound, the spool below its limit."""
+    """/readyz: NATS connected, and each role of this process able to work (the UITD listener
+    bound and the spool below its limit; the alarm lifecycle consuming; forwarders subscribed)."""
 
     def __init__(self) -> None:
         self._nc: NATS | None = None
@@ -94,8 +101,11 @@ class _Readiness:
         self._spool: Spool | None = None
         self._limit = 0
 
-    def attach(self, nc: NATS, gateway: Gateway, spool: Spool, limit: int) -> None:
-        self._nc, self._gateway, self._spool, self._limit = nc, gateway, spool, limit
+    def attach_nats(self, nc: NATS) -> None:
+        self._nc = nc
+
+    def attach_gateway(self, gateway: Gateway, spool: Spool, limit: int) -> None:
+        self._gateway, self._spool, self._limit = gateway, spool, limit
 
     def nats(self) -> tuple[bool, str]:
         ok = self._nc is not None and self._nc.is_connected
@@ -114,16 +124,46 @@ class _Readiness:
         return self._spool.pending_bytes < self._limit, f"{self._spool.pending_bytes} bytes pending"
 
 
+def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Callable[[], tuple[bool, str]]:
+    return lambda: (event.is_set(), ok if event.is_set() else not_ok)
+
+
+def _couriers_check(couriers: list[Courier]) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        up = sum(c.ready.is_set() for c in couriers)
+        return up == len(couriers), f"{up}/{len(couriers)} consumers open"
+
+    return check
+
+
+def _policy(settings: Settings) -> Policy:
+    a = settings.alarms
+    return Policy(
+        incident_window=a.incident_window,
+        manual=a.auto_confirm.manual,
+        detectors=a.auto_confirm.detectors,
+        detector_window=a.auto_confirm.detector_window,
+        escalate_after=a.auto_confirm.escalate_after,
+    )
+
+
 async def run(settings: Settings) -> None:
+    roles = set(settings.roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     data_dir = Path(settings.data_dir)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
+    if "gateway" in roles:
+        log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
     sites = LiveSites(settings.sites)
     site_of, location_of = sites.site_of, sites.location_of
+    gateways: list[Gateway] = []
+
+    def registered() -> dict[str, list[str]] | None:
+        # the registry is an allow-list only when unknown devices are to be flagged or refused
+        return sites.known_devices() if settings.gb26875.registry_policy != "accept" else None
 
     def reload_sites() -> None:
         error = sites.reload()
@@ -134,12 +174,6 @@ async def run(settings: Settings) -> None:
             if gateways:
                 gateways[0].options.known_devices = registered()
 
-    def registered() -> dict[str, list[str]] | None:
-        # the registry is an allow-list only when unknown devices are to be flagged or refused
-        return sites.known_devices() if settings.gb26875.registry_policy != "accept" else None
-
-    gateways: list[Gateway] = []
-
     loop.add_signal_handler(signal.SIGHUP, reload_sites)
 
     http_host, http_port = parse_host_port(settings.http.listen)
@@ -147,12 +181,16 @@ async def run(settings: Settings) -> None:
     # registered before the server answers, so /readyz says "not ready" while we start
     up = _Readiness()
     health.add_check("nats", up.nats)
-    health.add_check("gb26875_listener", up.listener)
-    health.add_check("spool", up.spool)
+    if "gateway" in roles:
+        health.add_check("gb26875_listener", up.listener)
+        health.add_check("spool", up.spool)
     await health.start()
+    log.info("roles: %s", ", ".join(r for r in ROLES if r in roles))
     try:
-        async with nats_connection(settings) as nc:
+        async with nats_connection(settings) as nc, contextlib.AsyncExitStack() as stack:
+            up.attach_nats(nc)
             js = nc.jetstream()
+            replicas = settings.effective_replicas
             await ensure_stream(
                 js,
                 StreamSettings(
@@ -160,36 +198,64 @@ async def run(settings: Settings) -> None:
                     duplicate_window=settings.bus.duplicate_window,
                     max_age=settings.bus.max_age_days * 86400,
                     max_bytes=settings.bus.max_bytes,
-                    num_replicas=settings.effective_replicas,
+                    num_replicas=replicas,
                 ),
             )
-            kv = await ensure_kv(js, BUCKET, replicas=settings.effective_replicas)
-            spool = await Spool.open(data_dir / "spool", max_bytes=settings.bus.spool_max_bytes)
-            try:
-                async with Publisher(
-                    nc, spool, PublisherSettings(retry_for=settings.bus.publish_retry)
-                ) as pub:
+            async with asyncio.TaskGroup() as tg:
+                consumers: list[asyncio.Task[None]] = []
+                gateway: Gateway | None = None
+                serving: asyncio.Task[None] | None = None
+                gateway_tasks: list[asyncio.Task[None]] = []
+                commands: asyncio.Task[None] | None = None
+                if "gateway" in roles:
+                    kv = await ensure_kv(js, BUCKET, replicas=replicas)
+                    spool = await Spool.open(data_dir / "spool", max_bytes=settings.bus.spool_max_bytes)
+                    stack.push_async_callback(spool.close)
+                    pub = await stack.enter_async_context(
+                        Publisher(nc, spool, PublisherSettings(retry_for=settings.bus.publish_retry))
+                    )
                     memory = KvStatusMemory(kv, lambda: nc.is_connected)
                     normalizer = Normalizer(memory, site_of=site_of, location_of=location_of)
                     options = gateway_options(settings)
                     options.known_devices = registered()
                     gateway = Gateway(options, JetStreamSink(pub), normalizer=normalizer, site_of=site_of)
                     gateways.append(gateway)
-                    up.attach(nc, gateway, spool, settings.bus.spool_max_bytes)
-                    async with asyncio.TaskGroup() as tg:
-                        serving = tg.create_task(gateway.serve())
-                        replayer = tg.create_task(pub.run_replayer())
-                        commands = tg.create_task(CommandServer(nc, gateway).run())
-                        flusher = tg.create_task(memory.run_flusher())
-                        await stop.wait()
-                        log.info("stopping: draining the gateway")
-                        commands.cancel()
-                        gateway.stop()
-                        await serving
-                        replayer.cancel()
-                        flusher.cancel()
-            finally:
-                await spool.close()
+                    up.attach_gateway(gateway, spool, settings.bus.spool_max_bytes)
+                    serving = tg.create_task(gateway.serve())
+                    commands = tg.create_task(CommandServer(nc, gateway).run())
+                    gateway_tasks.append(tg.create_task(pub.run_replayer()))
+                    gateway_tasks.append(tg.create_task(memory.run_flusher()))
+                if "lifecycle" in roles:
+                    alarms_kv = await ensure_kv(js, ALARMS_BUCKET, replicas=replicas)
+                    lifecycle = Lifecycle(
+                        nc,
+                        AlarmStore(alarms_kv),
+                        site_info_lookup(lambda site_id: sites.registry.sites.get(site_id)),
+                        _policy(settings),
+                        stream=settings.bus.stream,
+                        retention=settings.alarms.retention,
+                    )
+                    ready = _event_check(lifecycle.ready, "consuming", "starting")
+                    health.add_check("alarm_lifecycle", ready)
+                    consumers.append(tg.create_task(lifecycle.run()))
+                if "forwarders" in roles:
+                    await ensure_dead_letter_stream(js, replicas)
+                    couriers = dispatch_couriers(js, settings) + fault_couriers(js, settings)
+                    if couriers:
+                        health.add_check("forwarders", _couriers_check(couriers))
+                    if not settings.dispatch119.urls:
+                        log.warning("dispatch119.url is not set: confirmed fires go to no 119 endpoint")
+                    consumers += [tg.create_task(c.run()) for c in couriers]
+                await stop.wait()
+                log.info("stopping: draining")
+                if commands is not None:
+                    commands.cancel()  # no new device commands while draining
+                if gateway is not None and serving is not None:
+                    gateway.stop()
+                    await serving
+                # consumers hold nothing unacked that would be lost: the stream redelivers it
+                for task in [*gateway_tasks, *consumers]:
+                    task.cancel()
     finally:
         await health.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -25,6 +26,8 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         sys.stderr.write(f"firegate: bad configuration:\n{e}\n")
         return 2
+    if args.role:
+        settings = settings.model_copy(update={"roles": list(dict.fromkeys(args.role))})
     setup_logging(settings.log.level, settings.log.format)
     from firegate.app import run
 
@@ -99,6 +102,111 @@ def _device(args: argparse.Namespace) -> int:
     return 0 if result.get("ok") else 1
 
 
+def _alarm(args: argparse.Namespace) -> int:
+    """`firegate alarm list|confirm|dismiss`: ask the running lifecycle over NATS (light imports)."""
+    import asyncio
+    import json
+
+    from firegate.forwarders.api import call
+
+    body: dict[str, object] = {}
+    if args.action == "list":
+        body = {"state": args.state, "site": args.site, "limit": args.limit}
+    else:
+        body = {"id": args.id, "operator": args.operator or _operator(), "note": args.note}
+        if args.action == "dismiss":
+            body["reason"] = args.reason
+
+    async def go() -> dict[str, object]:
+        nc = await _cli_connect(args.config)
+        try:
+            return await call(nc, args.action, body, args.timeout)
+        finally:
+            await nc.close()
+
+    try:
+        result = asyncio.run(go())
+    except Exception as e:  # a message, never a traceback: the operator is at a console
+        sys.stderr.write(f"firegate: cannot reach the running system over NATS: {e or type(e).__name__}\n")
+        return 2
+    if not result.get("ok"):
+        sys.stderr.write(f"firegate alarm {args.action}: {result.get('error')}: {result.get('detail')}\n")
+        return 1
+    if args.action == "list":
+        rows = result.get("alarms")
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        else:
+            _print_alarms(rows if isinstance(rows, list) else [])
+        return 0
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"incident {result.get('incident')}: {result.get('state')}")
+    return 0
+
+
+def _operator() -> str:
+    import getpass
+    import os
+
+    try:
+        return os.environ.get("FIREGATE_OPERATOR") or getpass.getuser()
+    except OSError:
+        return "operator"
+
+
+async def _cli_connect(config: str | None) -> Any:
+    """A NATS client for a one-shot CLI command: the config's credentials if given, else the
+    environment's (FIREGATE_NATS__URL, __TOKEN, __USER/__PASSWORD)."""
+    import asyncio
+    import os
+
+    import nats
+
+    options: dict[str, Any] = {}
+    if config:
+        from firegate.bus.jetstream import connect_options
+        from firegate.config import load_settings
+
+        cfg = load_settings(config).nats
+        extra = connect_options(cfg)
+        if extra["creds"] is not None:
+            options["user_credentials"] = os.fspath(extra["creds"])
+        for key in ("tls", "user", "password", "token"):
+            if extra[key] is not None:
+                options[key] = extra[key]
+    else:
+        for key in ("token", "user", "password"):
+            value = os.environ.get(f"FIREGATE_NATS__{key.upper()}")
+            if value:
+                options[key] = value
+    async def quiet(e: Exception) -> None:  # nats-py's default prints a traceback per failure
+        pass
+
+    async with asyncio.timeout(5):
+        return await nats.connect(
+            cli_nats_urls(config),
+            connect_timeout=3,
+            max_reconnect_attempts=1,
+            allow_reconnect=False,
+            error_cb=quiet,
+            **options,
+        )
+
+
+def _print_alarms(rows: list[Any]) -> None:
+    if not rows:
+        print("no alarms")
+        return
+    print(f"{'RECEIVED (UTC)':<20} {'STATE':<10} {'SITE':<14} {'DEVICE':<10} {'LOCATION':<28} ID")
+    for r in rows:
+        received = str(r.get("received_at", ""))[:19].replace("T", " ")
+        location = str(r.get("location") or "")[:28]
+        print(f"{received:<20} {r.get('state', ''):<10} {str(r.get('site', ''))[:14]:<14} "
+              f"{str(r.get('device', ''))[:10]:<10} {location:<28} {r.get('id')}")
+
+
 def _sim(args: argparse.Namespace) -> int:
     from firegate.sim.cli import sim_main
 
@@ -117,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the gateway, the bus and the forwarders")
     run.add_argument("--config", help="YAML configuration file (default: embedded defaults)")
+    run.add_argument(
+        "--role",
+        action="append",
+        choices=["gateway", "lifecycle", "forwarders"],
+        help="run only this part (repeatable; default: the config's roles, all of them)",
+    )
     run.set_defaults(func=_run)
 
     dev = sub.add_parser("device", help="send a command to a connected UITD (over NATS)")
@@ -129,6 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--json", action="store_true", help="one line of JSON")
     dev.add_argument("--config", help="find NATS from this configuration file")
     dev.set_defaults(func=_device)
+
+    alarm = sub.add_parser("alarm", help="list, confirm or dismiss fire alarms (over NATS)")
+    alarm_sub = alarm.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = alarm_sub.add_parser("list", help="alarms the lifecycle holds, newest first")
+    listing.add_argument("--state", choices=["pending", "confirmed", "dismissed", "merged"])
+    listing.add_argument("--site", help="only this site")
+    listing.add_argument("--limit", type=int, default=500, help="at most this many rows (default 500)")
+    confirm = alarm_sub.add_parser("confirm", help="confirm a real fire: its incident goes to 119")
+    confirm.add_argument("id", help="an alarm id (or an incident id)")
+    dismiss = alarm_sub.add_parser("dismiss", help="close an alarm's incident as false or test")
+    dismiss.add_argument("id", help="an alarm id (or an incident id)")
+    dismiss.add_argument("--reason", required=True, choices=["false", "test"])
+    for p in (confirm, dismiss):
+        p.add_argument("--operator", help="who decides (default: $FIREGATE_OPERATOR, else the login)")
+        p.add_argument("--note", help="a free-text note kept with the decision")
+    for p in (listing, confirm, dismiss):
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--config", help="find NATS from this configuration file")
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+        p.set_defaults(func=_alarm)
 
     sim = sub.add_parser(
         "sim", help="simulated UITDs: load generator, or 'sim alarm' for one fire alarm", add_help=False

@@ -334,19 +334,125 @@ class Http(_Section):
     listen: HostPort = "0.0.0.0:9108"
 
 
-class Dispatch119(_Section):
-    url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_url)] = None
+def _http_urls(value: str | None) -> str | None:
+    if value is None:
+        return None
+    urls = [u.strip() for u in value.split(",")]
+    for url in urls:
+        if not url:
+            raise ValueError("empty entry in the comma-separated URL list")
+        _http_url(url)
+    return ",".join(urls)
+
+
+def _mqtt_url(value: str) -> str:
+    url = value.strip()
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not port_ok:
+        raise ValueError("expected mqtt://host:port or mqtts://host:port (TLS)")
+    return url
+
+
+EventKindFilter = Literal["fault", "device"]
+FAULT_KINDS: tuple[EventKindFilter, ...] = get_args(EventKindFilter)
+
+
+class _Delivery(_Section):
+    """What every forwarder destination shares: how long to keep trying, how to back off."""
+
+    max_age: Seconds = 3600.0
+    backoff_initial: Seconds = 0.5
+    backoff_max: Seconds = 30.0
+    ack_wait: Annotated[float, Field(ge=1)] = 30.0
+
+    @model_validator(mode="after")
+    def _backoff(self) -> _Delivery:
+        if self.backoff_max < self.backoff_initial:
+            raise_problems([("backoff_max", "must not be below backoff_initial", self.backoff_max)])
+        return self
+
+
+class Dispatch119(_Delivery):
+    # one URL, or a comma-separated list: each endpoint gets every confirmed fire
+    url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_urls)] = None
     token: OptSecret = None
     tls_ca: OptFile = None
     tls_cert: OptFile = None
     tls_key: OptFile = None
     timeout: Seconds = 5.0
-    max_age: Seconds = 3600.0
+
+    @property
+    def urls(self) -> list[str]:
+        return self.url.split(",") if self.url else []
 
     @model_validator(mode="after")
     def _pairs(self) -> Dispatch119:
         raise_problems(_tls_pair(self.tls_cert, self.tls_key))
         return self
+
+
+class _FaultFilter(_Delivery):
+    """Which fault events a destination gets: empty lists mean all."""
+
+    kinds: list[EventKindFilter] = Field(default_factory=lambda: list(FAULT_KINDS), min_length=1)
+    sites: list[Token] = Field(default_factory=list)
+    system_types: list[Annotated[int, Field(ge=0, le=255)]] = Field(default_factory=list)
+
+
+class MqttDestination(_FaultFilter):
+    url: Annotated[str, AfterValidator(_mqtt_url)]
+    topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s]+$")] = "firegate"
+    username: OptStr = None
+    password: OptSecret = None
+    tls_ca: OptFile = None
+    tls_cert: OptFile = None
+    tls_key: OptFile = None
+    timeout: Seconds = 5.0
+
+    @model_validator(mode="after")
+    def _pairs(self) -> MqttDestination:
+        raise_problems(_tls_pair(self.tls_cert, self.tls_key))
+        return self
+
+
+class WebhookDestination(_FaultFilter):
+    url: Annotated[str, AfterValidator(_http_url)]
+    token: OptSecret = None
+    tls_ca: OptFile = None
+    tls_cert: OptFile = None
+    tls_key: OptFile = None
+    timeout: Seconds = 5.0
+
+    @model_validator(mode="after")
+    def _pairs(self) -> WebhookDestination:
+        raise_problems(_tls_pair(self.tls_cert, self.tls_key))
+        return self
+
+
+class Faults(_Section):
+    mqtt: list[MqttDestination] = Field(default_factory=list)
+    webhooks: list[WebhookDestination] = Field(default_factory=list)
+
+
+class AutoConfirm(_Section):
+    manual: bool = True
+    detectors: Annotated[int, Field(ge=0)] = 2
+    detector_window: Seconds = 120.0
+    escalate_after: Annotated[float | None, BeforeValidator(_blank_to_none), Field(gt=0)] = 300.0
+
+
+class Alarms(_Section):
+    incident_window: Seconds = 600.0
+    retention: Seconds = 7 * 86400.0
+    auto_confirm: AutoConfirm = Field(default_factory=AutoConfirm)
+
+
+Role = Literal["gateway", "lifecycle", "forwarders"]
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 class Log(_Section):
@@ -386,6 +492,9 @@ class Settings(BaseSettings):
     gb26875: GB26875 = Field(default_factory=GB26875)
     http: Http = Field(default_factory=Http)
     dispatch119: Dispatch119 = Field(default_factory=Dispatch119)
+    faults: Faults = Field(default_factory=Faults)
+    alarms: Alarms = Field(default_factory=Alarms)
+    roles: list[Role] = Field(default_factory=lambda: list(ROLES), min_length=1)
     log: Log = Field(default_factory=Log)
     sites: OptFile = None
 

@@ -153,6 +153,88 @@ class DutyCheckResult(Envelope):
     window_s: float
 
 
+class SiteInfo(BaseModel):
+    """The monitored unit (联网单位) from the site registry: what a 119 dispatcher needs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    registered: bool = Field(description="false: the device is not in the site registry (a site of its own)")
+    unit: str | None = Field(None, description="单位名称")
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    phone: str | None = None
+    building: str | None = None
+
+
+class IncidentAlarm(BaseModel):
+    """One fire alarm of an incident, as the 119 side sees it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str = Field(description="the fire_alarm event id")
+    device: str
+    occurred_at: datetime | None = Field(description="the device's time tag (local time, no zone)")
+    received_at: datetime
+    source: str
+    manual: bool
+    point: Point
+
+
+IncidentStatus = Literal["confirmed"]
+Confirmation = Literal["operator", "policy", "incident"]
+
+
+class IncidentReport(BaseModel):
+    """A confirmed fire as delivered to the 119 dispatch system (the POST body, versioned).
+
+    Each update of an incident is a whole snapshot with a higher ``update``; the
+    ``Idempotency-Key`` is ``<incident_id>:<update>``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    incident_schema: Literal["firegate.incident/1"] = Field(
+        "firegate.incident/1", description="the payload's schema and version (docs/schemas/incident.json)"
+    )
+    incident_id: str
+    update: int = Field(ge=1, description="1 for the first confirmation; later alarms add updates")
+    status: IncidentStatus = "confirmed"
+    site: SiteInfo
+    alarms: list[IncidentAlarm] = Field(description="the incident's confirmed alarms, oldest first")
+    first_alarm_at: datetime = Field(description="when firegate received the incident's first alarm (UTC)")
+    confirmed_at: datetime
+    confirmed_by: str = Field(description="the operator, or policy:<name>")
+    confirmation: Confirmation
+    note: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.incident_id}:{self.update}"
+
+
+class FireConfirmed(Envelope):
+    """An incident confirmed as a real fire, or a confirmed incident updated by a later alarm."""
+
+    kind: Literal["confirmed"] = "confirmed"
+    type: Literal["fire_confirmed"] = "fire_confirmed"
+    incident: IncidentReport
+    alarm_ids: list[str] = Field(description="the alarms this update confirmed")
+    after_s: float = Field(description="time from the incident's first alarm to this confirmation")
+
+
+class FireDismissed(Envelope):
+    """Alarms closed without reaching 119: false alarm, test, or a duplicate merged into another."""
+
+    kind: Literal["dismissed"] = "dismissed"
+    type: Literal["fire_dismissed"] = "fire_dismissed"
+    incident_id: str
+    alarm_ids: list[str]
+    reason: Literal["false", "test", "duplicate"]
+    dismissed_by: str = Field(description="the operator, or policy:<name>")
+    merged_into: str | None = Field(None, description="duplicate: the alarm it repeats")
+    after_s: float = Field(description="time from the incident's first alarm to this decision")
+    note: str | None = None
+
+
 Event = Annotated[
     FireAlarm
     | FaultRaised
@@ -163,7 +245,9 @@ Event = Annotated[
     | DeviceInfo
     | DeviceOnline
     | DeviceOffline
-    | DutyCheckResult,
+    | DutyCheckResult
+    | FireConfirmed
+    | FireDismissed,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -178,6 +262,8 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     DeviceOnline,
     DeviceOffline,
     DutyCheckResult,
+    FireConfirmed,
+    FireDismissed,
 )
 
 

@@ -1,0 +1,288 @@
+"""From a durable JetStream consumer to one outside system, losing nothing.
+
+A `Courier` fetches events from its own durable consumer, skips what its filter does not
+want, and hands each event to its `Destination` in order per key (the incident for 119, the
+device for faults; different keys go in parallel so one stuck incident never holds up
+another). A message is acked only after the destination accepted it. Failures are retried
+with exponential backoff and full jitter, keeping the message alive on the server
+(``in_progress``) meanwhile; an event older than ``max_age`` that still fails, or one the
+destination refuses as malformed, goes to the dead-letter stream with the reason, loudly
+(ERROR log and metric), and only then is acked. If even the dead-letter stream cannot take
+it, the message stays unacked and is tried again: nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from pydantic import ValidationError
+
+from firegate.bus.events import Envelope, parse_event
+from firegate.forwarders import metrics as m
+from firegate.forwarders.delivery import Delivery, Destination
+from firegate.forwarders.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_STREAM = "FIRE_DEADLETTER"
+DEAD_LETTER_PREFIX = "firegate.deadletter"
+
+
+@dataclass(frozen=True, slots=True)
+class CourierSettings:
+    durable: str
+    subjects: tuple[str, ...]
+    max_age: float = 3600.0  # an event still undelivered this long after it was stored: dead letter
+    ack_wait: float = 30.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    max_in_flight: int = 256
+    fetch_batch: int = 64
+
+
+@dataclass
+class _Lane:
+    """Messages of one key, delivered strictly one after another."""
+
+    queue: deque[Msg] = field(default_factory=deque)
+    running: bool = False
+
+
+def _key_of_event(event: Envelope) -> str:
+    return event.device
+
+
+async def ensure_dead_letter_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    config = StreamConfig(
+        name=DEAD_LETTER_STREAM,
+        subjects=[f"{DEAD_LETTER_PREFIX}.>"],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=400 * 86400.0,
+    )
+    try:
+        await js.stream_info(DEAD_LETTER_STREAM)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)
+
+
+class Courier:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        destination: Destination,
+        settings: CourierSettings,
+        *,
+        stream: str = "FIRE",
+        key: Callable[[Envelope], str] = _key_of_event,
+        accept: Callable[[Envelope], bool] = lambda event: True,
+        on_accepted: Callable[[Delivery], None] | None = None,
+    ) -> None:
+        self.js = js
+        self.destination = destination
+        self.settings = settings
+        self.stream = stream
+        self.key = key
+        self.accept = accept
+        self.on_accepted = on_accepted
+        self.label = destination.name
+        self._lanes: dict[str, _Lane] = {}
+        self._in_flight: set[int] = set()  # stream sequences fetched and not yet acked
+        self._freed = asyncio.Event()  # set whenever a delivery ends and makes room
+        self.ready = asyncio.Event()
+        self._gauge = m.forward_in_flight.labels(destination=self.label)
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        s = self.settings
+        config = ConsumerConfig(
+            durable_name=s.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait,
+            max_ack_pending=s.max_in_flight,
+        )
+        if len(s.subjects) == 1:
+            config.filter_subject = s.subjects[0]
+        else:
+            config.filter_subjects = list(s.subjects)
+        return await self.js.pull_subscribe(
+            s.subjects[0], durable=s.durable, stream=self.stream, config=config
+        )
+
+    async def run(self) -> None:
+        """Until cancelled; NATS trouble is waited out, never fatal."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                while True:
+                    try:
+                        sub = await self._subscribe()
+                    except (TimeoutError, nats.errors.Error) as e:
+                        log.warning("%s forwarder: cannot open consumer %s: %r", self.label,
+                                    self.settings.durable, e)
+                        await asyncio.sleep(1.0)
+                        continue
+                    self.ready.set()
+                    try:
+                        await self._pump(sub, tg)
+                    except (nats.errors.Error, OSError) as e:
+                        log.warning("%s forwarder: consumer lost (%r), reopening", self.label, e)
+                        await asyncio.sleep(1.0)
+                    finally:
+                        self.ready.clear()
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5.0):
+                    await self.destination.close()
+
+    async def _pump(self, sub: JetStreamContext.PullSubscription, tg: asyncio.TaskGroup) -> None:
+        while True:
+            room = self.settings.max_in_flight - len(self._in_flight)
+            if room <= 0:
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            try:
+                msgs = await sub.fetch(min(room, self.settings.fetch_batch), timeout=5.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for msg in msgs:
+                await self._route(msg, tg)
+
+    async def _route(self, msg: Msg, tg: asyncio.TaskGroup) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq in self._in_flight:
+            return  # redelivered while we still work on it: the lane acks it once
+        try:
+            event = parse_event(msg.data)
+        except ValidationError as e:
+            await self._dead_letter(msg, None, "unreadable", str(e)[:500])
+            return
+        if not self.accept(event):
+            m.forward_filtered.labels(destination=self.label).inc()
+            await msg.ack()
+            return
+        key = self.key(event)
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.queue.append(msg)
+        self._in_flight.add(seq)
+        self._gauge.set(len(self._in_flight))
+        if not lane.running:
+            lane.running = True
+            tg.create_task(self._drain(key, lane))
+
+    async def _drain(self, key: str, lane: _Lane) -> None:
+        try:
+            while lane.queue:
+                msg = lane.queue[0]
+                try:
+                    await self._deliver(msg)
+                finally:
+                    lane.queue.popleft()
+                    self._in_flight.discard(msg.metadata.sequence.stream)
+                    self._gauge.set(len(self._in_flight))
+                    self._freed.set()
+        finally:
+            lane.running = False
+            if not lane.queue:
+                self._lanes.pop(key, None)
+
+    async def _deliver(self, msg: Msg) -> None:
+        event = parse_event(msg.data)
+        meta = msg.metadata
+        stored_at = meta.timestamp.timestamp() if meta.timestamp else time.time()
+        attempt = 0
+        delay = self.settings.backoff_initial
+        while True:
+            attempt += 1
+            delivery = Delivery(
+                event=event, subject=msg.subject, data=msg.data, stream_seq=meta.sequence.stream,
+                attempt=attempt,
+            )
+            try:
+                await self.destination.deliver(delivery)
+            except DeliveryError as e:
+                failure = e
+            except Exception as e:  # a destination bug must not lose the event: retry it
+                log.exception("%s forwarder: unexpected error delivering %s", self.label, event.id)
+                failure = DeliveryError("internal", repr(e), retryable=True)
+            else:
+                m.forward_attempts.labels(destination=self.label, result="accepted").inc()
+                m.forward_latency.labels(destination=self.label).observe(max(0.0, time.time() - stored_at))
+                if self.on_accepted is not None:
+                    self.on_accepted(delivery)
+                await self._ack(msg)
+                return
+            m.forward_attempts.labels(destination=self.label, result="failed").inc()
+            m.forward_failures.labels(destination=self.label, reason=failure.reason).inc()
+            age = time.time() - stored_at
+            if not failure.retryable or age > self.settings.max_age:
+                why = "refused" if not failure.retryable else "max_age"
+                if await self._dead_letter(msg, event, why, failure.detail):
+                    return
+            else:
+                m.forward_retries.labels(destination=self.label).inc()
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("%s forwarder: %s not delivered (attempt %d, %s), retrying",
+                                self.label, event.id, attempt, failure)
+            await self._wait(msg, random.uniform(0, delay))  # full jitter
+            delay = min(delay * 2, self.settings.backoff_max)
+
+    async def _wait(self, msg: Msg, seconds: float) -> None:
+        """Sleep, telling the server we still hold the message so it is not redelivered."""
+        end = time.monotonic() + seconds
+        beat = max(0.5, self.settings.ack_wait / 3)
+        while True:
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(beat, left))
+
+    async def _ack(self, msg: Msg) -> None:
+        try:
+            await msg.ack_sync(timeout=5.0)
+        except (TimeoutError, nats.errors.Error) as e:
+            # the destination has it; a redelivery is answered by its idempotency key
+            log.warning("%s forwarder: ack of seq %d not confirmed: %r", self.label,
+                        msg.metadata.sequence.stream, e)
+
+    async def _dead_letter(self, msg: Msg, event: Envelope | None, reason: str, detail: str) -> bool:
+        """Park the message in the dead-letter stream; True once stored (then it is acked)."""
+        device = event.device if event is not None else "unknown"
+        subject = f"{DEAD_LETTER_PREFIX}.{self.settings.durable}.{device}"
+        headers = {
+            "Nats-Msg-Id": f"{self.settings.durable}.{msg.metadata.sequence.stream}",
+            "Firegate-Destination": self.label,
+            "Firegate-Reason": reason,
+            "Firegate-Detail": detail.replace("\r", " ").replace("\n", " ")[:1000],
+            "Firegate-Subject": msg.subject,
+            "Firegate-Stream-Seq": str(msg.metadata.sequence.stream),
+        }
+        try:
+            await self.js.publish(subject, msg.data, timeout=5.0, stream=DEAD_LETTER_STREAM, headers=headers)
+        except (TimeoutError, nats.errors.Error) as e:
+            log.error("%s forwarder: cannot dead-letter seq %d (%r): kept and retried",
+                      self.label, msg.metadata.sequence.stream, e)
+            return False
+        m.forward_dead_letters.labels(destination=self.label, reason=reason).inc()
+        log.error(
+            "%s forwarder: DEAD LETTER %s (%s: %s) -> %s",
+            self.label, event.id if event is not None else msg.subject, reason, detail, subject,
+        )
+        await self._ack(msg)
+        return True

@@ -1,0 +1,358 @@
+"""The alarm lifecycle as a pure state machine (no I/O): incidents, alarms, policies.
+
+An incident groups the fire alarms of one site that arrive within a window of each
+other. It is pending until an operator or a policy decides: confirmed (a real fire:
+the 119 side gets it, and later alarms of the site update it) or dismissed (false or
+test). An alarm that repeats a point already open in the incident is merged into the
+earlier one as a duplicate. Every transition appends the event that records it (who,
+when, why, how long it took) to the incident's outbox; the service stores the incident
+first and publishes the outbox after, so a crash in between republishes the same
+events under the same message ids.
+
+Test-mode alarms (the device reported test mode) form incidents of their own that no
+policy ever confirms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from firegate.bus.events import (
+    Confirmation,
+    FireAlarm,
+    FireConfirmed,
+    FireDismissed,
+    IncidentAlarm,
+    IncidentReport,
+    Point,
+    SiteInfo,
+)
+from firegate.forwarders.errors import AlarmError
+
+AlarmState = Literal["pending", "confirmed", "dismissed", "merged"]
+IncidentState = Literal["pending", "confirmed", "dismissed"]
+DismissReason = Literal["false", "test"]
+DISMISS_REASONS: tuple[DismissReason, ...] = ("false", "test")
+MAX_ALARMS = 1000  # per incident: bounds the KV value (about 1 KB an alarm)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """When firegate confirms a fire without an operator (config ``alarms.auto_confirm``)."""
+
+    incident_window: float = 600.0
+    manual: bool = True  # a manual call point or the UITD's manual alarm key
+    detectors: int = 2  # distinct detectors of a site within detector_window; 0 disables
+    detector_window: float = 120.0
+    escalate_after: float | None = 300.0  # pending this long: confirm; None disables
+
+
+class AlarmRecord(BaseModel):
+    """One fire alarm inside an incident."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    device: str
+    site: str
+    state: AlarmState = "pending"
+    occurred_at: datetime | None
+    received_at: datetime
+    source: str
+    manual: bool
+    test: bool
+    origin: str
+    point: Point
+    status_flags: list[str] = []
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+    merged_into: str | None = None
+
+    @classmethod
+    def from_event(cls, event: FireAlarm) -> AlarmRecord:
+        return cls(
+            id=event.id,
+            device=event.device,
+            site=event.site,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            source=event.source,
+            manual=event.manual,
+            test=event.test,
+            origin=event.origin,
+            point=event.point,
+            status_flags=list(event.status_flags),
+        )
+
+    @property
+    def point_key(self) -> tuple[object, ...]:
+        """The detector this alarm comes from: a repeat of it is a duplicate."""
+        p = self.point
+        return (self.device, self.source, p.system_type, p.system_address, p.component_type,
+                p.component_address)
+
+    @property
+    def location(self) -> str | None:
+        return self.point.location or self.point.description
+
+    def for_119(self) -> IncidentAlarm:
+        return IncidentAlarm(
+            id=self.id,
+            device=self.device,
+            occurred_at=self.occurred_at,
+            received_at=self.received_at,
+            source=self.source,
+            manual=self.manual,
+            point=self.point,
+        )
+
+
+class OutboxItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    subject: str
+    msg_id: str
+    data: str
+
+
+class Incident(BaseModel):
+    """The stored state of one incident (one KV value)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    site: str
+    test: bool
+    state: IncidentState = "pending"
+    opened_at: datetime
+    last_alarm_at: datetime
+    alarms: list[AlarmRecord]
+    extra_alarms: int = Field(0, description="alarms beyond MAX_ALARMS, counted only")
+    updates: int = Field(0, description="fire_confirmed events published so far")
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    confirmation: Confirmation | None = None
+    reason: DismissReason | None = None
+    note: str | None = None
+    outbox: list[OutboxItem] = []
+
+    # -- queries
+
+    def alarm(self, alarm_id: str) -> AlarmRecord | None:
+        return next((a for a in self.alarms if a.id == alarm_id), None)
+
+    @property
+    def open(self) -> bool:
+        return self.state != "dismissed"
+
+    def accepts(self, alarm: FireAlarm, policy: Policy) -> bool:
+        """Does a new alarm of this site belong to this incident?"""
+        gap = (alarm.received_at - self.last_alarm_at).total_seconds()
+        return self.open and alarm.test == self.test and gap <= policy.incident_window
+
+    def closed_since(self, policy: Policy) -> datetime | None:
+        """When this incident stopped taking alarms; None while pending (it always may)."""
+        if self.state == "dismissed":
+            return self.decided_at
+        if self.state == "confirmed":
+            return self.last_alarm_at + timedelta(seconds=policy.incident_window)
+        return None
+
+    # -- transitions (each returns nothing and mutates self; the caller stores it by CAS)
+
+    def add(self, event: FireAlarm, now: datetime, site: SiteInfo) -> AlarmRecord | None:
+        """Take a new alarm; None if it is already here (a redelivery)."""
+        if self.alarm(event.id) is not None:
+            return None
+        record = AlarmRecord.from_event(event)
+        self.last_alarm_at = max(self.last_alarm_at, record.received_at)
+        if len(self.alarms) >= MAX_ALARMS:
+            self.extra_alarms += 1
+            return None
+        earlier = next(
+            (a for a in self.alarms if a.point_key == record.point_key and a.state != "merged"), None
+        )
+        self.alarms.append(record)
+        if earlier is not None:
+            record.state, record.merged_into = "merged", earlier.id
+            record.decided_at, record.decided_by, record.reason = now, "policy:duplicate", "duplicate"
+            self._dismissed_event([record], "duplicate", "policy:duplicate", now, merged_into=earlier.id)
+        elif self.state == "confirmed":
+            # the fire is already confirmed: a new detector of the site updates the 119 incident
+            self._confirm_alarms([record], "incident", now, site, None)
+        return record
+
+    def confirm(
+        self, by: str, how: Confirmation, now: datetime, site: SiteInfo, note: str | None = None
+    ) -> list[AlarmRecord]:
+        if self.state != "pending":
+            raise AlarmError("already_decided", f"incident {self.id} is already {self.state}", self.state)
+        self.state, self.decided_at, self.decided_by = "confirmed", now, by
+        self.confirmation, self.note = how, note
+        pending = [a for a in self.alarms if a.state == "pending"]
+        self._confirm_alarms(pending, how, now, site, by)
+        return pending
+
+    def dismiss(self, reason: str, by: str, now: datetime, note: str | None = None) -> list[AlarmRecord]:
+        if reason not in DISMISS_REASONS:
+            raise AlarmError("bad_reason", f"reason must be one of {', '.join(DISMISS_REASONS)}", reason)
+        if self.state != "pending":
+            raise AlarmError("already_decided", f"incident {self.id} is already {self.state}", self.state)
+        self.state, self.decided_at, self.decided_by, self.note = "dismissed", now, by, note
+        self.reason = "false" if reason == "false" else "test"
+        pending = [a for a in self.alarms if a.state == "pending"]
+        for a in pending:
+            a.state, a.decided_at, a.decided_by, a.reason = "dismissed", now, by, reason
+        self._dismissed_event(pending, self.reason, by, now, note=note)
+        return pending
+
+    # -- policies
+
+    def due_policy(self, now: datetime, policy: Policy) -> str | None:
+        """The policy that confirms this incident now, if any. Test incidents never auto-confirm."""
+        if self.state != "pending" or self.test:
+            return None
+        live = [a for a in self.alarms if a.state == "pending" and not a.test]
+        if not live:
+            return None
+        if policy.manual and any(a.manual for a in live):
+            return "manual_alarm"
+        if policy.detectors > 0 and _detectors_within(live, policy.detector_window) >= policy.detectors:
+            return "multi_detector"
+        deadline = self.next_deadline(policy)
+        return "escalation" if deadline is not None and now >= deadline else None
+
+    def next_deadline(self, policy: Policy) -> datetime | None:
+        """When escalation would confirm this incident (for the scheduler)."""
+        if self.state != "pending" or self.test or policy.escalate_after is None:
+            return None
+        return self.opened_at + timedelta(seconds=policy.escalate_after)
+
+    # -- events
+
+    def _after(self, now: datetime) -> float:
+        return round((now - self.opened_at).total_seconds(), 3)
+
+    def _confirm_alarms(
+        self, alarms: list[AlarmRecord], how: Confirmation, now: datetime, site: SiteInfo, by: str | None
+    ) -> None:
+        who = by or self.decided_by or "policy"
+        for a in alarms:
+            a.state, a.decided_at, a.decided_by = "confirmed", now, who
+        self.updates += 1
+        first = self.alarms[0]
+        report = IncidentReport(
+            incident_id=self.id,
+            update=self.updates,
+            site=site,
+            alarms=[a.for_119() for a in self.alarms if a.state == "confirmed"],
+            first_alarm_at=self.opened_at,
+            confirmed_at=self.decided_at or now,
+            confirmed_by=self.decided_by or who,
+            confirmation=self.confirmation or how,
+            note=self.note,
+        )
+        event = FireConfirmed(
+            id=f"{self.id}.confirmed.{self.updates}",
+            device=first.device,
+            site=self.site,
+            occurred_at=first.occurred_at,
+            received_at=now,
+            origin=first.origin,
+            test=self.test,
+            incident=report,
+            alarm_ids=[a.id for a in alarms],
+            after_s=self._after(now),
+        )
+        self._emit(event.subject, event.id, event.model_dump_json())
+
+    def _dismissed_event(
+        self,
+        alarms: list[AlarmRecord],
+        reason: Literal["false", "test", "duplicate"],
+        by: str,
+        now: datetime,
+        *,
+        merged_into: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        first = alarms[0] if alarms else self.alarms[0]
+        suffix = f"merged.{first.id}" if reason == "duplicate" else "dismissed"
+        event = FireDismissed(
+            id=f"{self.id}.{suffix}",
+            device=first.device,
+            site=self.site,
+            occurred_at=first.occurred_at,
+            received_at=now,
+            origin=first.origin,
+            test=self.test,
+            incident_id=self.id,
+            alarm_ids=[a.id for a in alarms],
+            reason=reason,
+            dismissed_by=by,
+            merged_into=merged_into,
+            after_s=self._after(now),
+            note=note,
+        )
+        self._emit(event.subject, event.id, event.model_dump_json())
+
+    def _emit(self, subject: str, msg_id: str, data: str) -> None:
+        self.outbox.append(OutboxItem(subject=subject, msg_id=msg_id, data=data))
+
+
+def _detectors_within(alarms: list[AlarmRecord], window: float) -> int:
+    """The most distinct detectors whose alarms fall within ``window`` seconds of each other."""
+    ordered = sorted(alarms, key=lambda a: a.received_at)
+    best, start = 0, 0
+    for end, alarm in enumerate(ordered):
+        while (alarm.received_at - ordered[start].received_at).total_seconds() > window:
+            start += 1
+        best = max(best, len({a.point_key for a in ordered[start : end + 1]}))
+    return best
+
+
+def incident_id(first_alarm_id: str) -> str:
+    """Deterministic from the first alarm, so a redelivered alarm recreates the same incident."""
+    return "inc-" + hashlib.blake2b(first_alarm_id.encode(), digest_size=8).hexdigest()
+
+
+def open_incident(event: FireAlarm) -> Incident:
+    return Incident(
+        id=incident_id(event.id),
+        site=event.site,
+        test=event.test,
+        opened_at=event.received_at,
+        last_alarm_at=event.received_at,
+        alarms=[],
+    )
+
+
+def listing(incident: Incident, alarm: AlarmRecord) -> dict[str, object]:
+    """One row of `firegate alarm list --json` (design.md: id, device, site, kind, state,
+    occurred_at, received_at, location, and more)."""
+    p = alarm.point
+    return {
+        "id": alarm.id,
+        "device": alarm.device,
+        "site": alarm.site,
+        "kind": "alarm",
+        "state": alarm.state,
+        "occurred_at": alarm.occurred_at.isoformat() if alarm.occurred_at else None,
+        "received_at": alarm.received_at.isoformat().replace("+00:00", "Z"),
+        "location": alarm.location,
+        "incident": incident.id,
+        "incident_state": incident.state,
+        "manual": alarm.manual,
+        "test": alarm.test,
+        "source": alarm.source,
+        "component_type": p.component_type,
+        "component_type_zh": p.component_type_zh,
+        "description": p.description,
+        "decided_at": alarm.decided_at.isoformat().replace("+00:00", "Z") if alarm.decided_at else None,
+        "decided_by": alarm.decided_by,
+        "reason": alarm.reason,
+        "merged_into": alarm.merged_into,
+    }

@@ -1,0 +1,428 @@
+"""The alarm lifecycle service: fire alarms in, decisions out.
+
+It consumes ``fire.alarm.>`` through the durable consumer ``lifecycle`` (any number of
+instances share it), files each alarm into its site's incident (`AlarmStore`, compare-and-set
+in a KV bucket), applies the auto-confirm policies, answers operators on
+``firegate.alarm.<action>``, and publishes every transition (``fire.confirmed.<device>``,
+``fire.dismissed.<device>``) from the incident's outbox under a deterministic message id.
+
+Order of a change: store the incident (with its outbox), then publish, then clear the outbox.
+A crash anywhere leaves either nothing done (the alarm is redelivered) or a stored outbox that
+the next tick of any instance republishes; the stream's duplicate window drops the copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from firegate.bus.events import FireAlarm, SiteInfo, parse_event
+from firegate.bus.jetstream import MSG_ID_HEADER
+from firegate.forwarders import api
+from firegate.forwarders import metrics as m
+from firegate.forwarders.errors import AlarmError
+from firegate.forwarders.incident import Incident, Policy, listing, open_incident
+from firegate.forwarders.store import AlarmStore, Conflict
+
+log = logging.getLogger(__name__)
+CAS_ATTEMPTS = 50
+LIST_LIMIT = 2000  # rows per answer: a NATS message is at most 1 MB by default
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        nc: NATS,
+        store: AlarmStore,
+        site_info: Callable[[str], SiteInfo],
+        policy: Policy,
+        *,
+        stream: str = "FIRE",
+        durable: str = "lifecycle",
+        ack_wait: float = 30.0,
+        retention: float = 7 * 86400.0,
+        tick: float = 1.0,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.store = store
+        self.site_info = site_info
+        self.policy = policy
+        self.stream = stream
+        self.durable = durable
+        self.ack_wait = ack_wait
+        self.retention = retention
+        self.tick = tick
+        self.publish_timeout = publish_timeout
+        self.view: dict[str, Incident] = {}  # every retained incident, kept current by a KV watch
+        self.view_ready = asyncio.Event()
+        self.ready = asyncio.Event()  # consuming and answering
+
+    # -- the service
+
+    async def run(self) -> None:
+        """Until cancelled. Every part retries on its own: NATS outages never end the service."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._forever("view", self._watch))
+            await self.view_ready.wait()
+            tg.create_task(self._forever("api", self._serve_api))
+            tg.create_task(self._forever("consumer", self._consume))
+            tg.create_task(self._forever("ticker", self._ticker))
+
+    async def _forever(self, what: str, part: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await part()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a part that fails restarts; the others go on
+                m.lifecycle_errors.labels(reason=what).inc()
+                log.warning("alarm lifecycle: %s failed, restarting in 1 s: %r", what, e)
+            await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
+        async for incident_id, incident in self.store.watch():
+            if not incident_id:
+                self.view_ready.set()
+                continue
+            if incident is None:
+                self.view.pop(incident_id, None)
+            else:
+                self.view[incident_id] = incident
+            self._count_states()
+
+    def _count_states(self) -> None:
+        counts = dict.fromkeys(m.ALARM_STATES, 0)
+        pending = 0
+        for incident in self.view.values():
+            pending += incident.state == "pending"
+            for alarm in incident.alarms:
+                counts[alarm.state] += 1
+        for state, n in counts.items():
+            m.alarm_state[state].set(n)
+        m.incidents_open.set(pending)
+
+    async def _consume(self) -> None:
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_ack_pending=256,
+            filter_subject="fire.alarm.>",
+        )
+        sub = await self.js.pull_subscribe("fire.alarm.>", durable=self.durable, stream=self.stream,
+                                           config=config)
+        self.ready.set()
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(64, timeout=5.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for msg in msgs:
+                    await self._take(msg)
+        finally:
+            self.ready.clear()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _take(self, msg: Msg) -> None:
+        try:
+            event = parse_event(msg.data)
+        except ValidationError as e:
+            m.alarms_ingested.labels(result="unreadable").inc()
+            log.error("alarm lifecycle: unreadable event on %s, skipped: %s", msg.subject, e)
+            await msg.ack()
+            return
+        if not isinstance(event, FireAlarm):
+            await msg.ack()
+            return
+        try:
+            await self.ingest(event)
+        except (TimeoutError, nats.errors.Error, Conflict) as e:
+            m.lifecycle_errors.labels(reason="ingest").inc()
+            log.warning("alarm lifecycle: %s not filed yet, redelivered in 1 s: %r", event.id, e)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
+            return
+        await msg.ack()
+
+    # -- alarms in
+
+    async def ingest(self, event: FireAlarm) -> Incident:
+        """File one fire alarm (idempotent: a redelivery changes nothing), then apply policies."""
+        now = _now()
+        site = self.site_info(event.site)
+        known = await self.store.incident_of(event.id)
+        if known is None:
+            # an earlier delivery may have stored the incident and died before the index
+            loaded = await self.store.load(open_incident(event).id)
+            if loaded is not None and loaded[0].alarm(event.id) is not None:
+                known = loaded[0].id
+        if known is not None:
+            m.alarms_ingested.labels(result="duplicate_delivery").inc()
+            incident = await self._change(known, lambda i: i.add(event, now, site))
+        else:
+            incident = await self._file(event, now, site)
+            await self.store.remember(event.id, incident.id)
+        await self._apply_policies(incident.id, now)
+        await self._flush(incident.id)
+        return incident
+
+    async def _file(self, event: FireAlarm, now: datetime, site: SiteInfo) -> Incident:
+        head_key = f"{event.site}.test" if event.test else event.site
+        for _ in range(CAS_ATTEMPTS):
+            head_id, head_rev = await self.store.head(head_key)
+            loaded = await self.store.load(head_id) if head_id else None
+            if loaded is not None and loaded[0].accepts(event, self.policy):
+                incident, revision = loaded
+                incident.add(event, now, site)
+                try:
+                    await self.store.save(incident, revision)
+                except Conflict:
+                    continue
+                m.alarms_ingested.labels(result="joined").inc()
+                self._count_merge(incident, event.id)
+                return incident
+            incident = open_incident(event)
+            incident.add(event, now, site)
+            try:
+                await self.store.set_head(head_key, incident.id, head_rev)
+                await self.store.save(incident, None)
+            except Conflict:
+                continue  # another instance moved the head or created it: look again
+            m.alarms_ingested.labels(result="new").inc()
+            log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id)
+            return incident
+        raise Conflict(f"head.{head_key}")
+
+    def _count_merge(self, incident: Incident, alarm_id: str) -> None:
+        alarm = incident.alarm(alarm_id)
+        if alarm is not None and alarm.state in ("merged", "confirmed"):
+            how = "policy" if alarm.state == "merged" else "incident"
+            m.alarm_transitions.labels(state=alarm.state, how=how).inc()
+
+    async def _change(self, incident_id: str, change: Callable[[Incident], object]) -> Incident:
+        """Read, apply a pure transition, write back if unchanged meanwhile; retry on conflicts."""
+        for _ in range(CAS_ATTEMPTS):
+            loaded = await self.store.load(incident_id)
+            if loaded is None:
+                raise AlarmError("unknown", f"no incident {incident_id}", incident_id)
+            incident, revision = loaded
+            before = incident.model_dump_json()
+            change(incident)
+            if incident.model_dump_json() == before:
+                return incident
+            try:
+                await self.store.save(incident, revision)
+            except Conflict:
+                continue
+            self.view[incident.id] = incident
+            return incident
+        raise Conflict(f"incident.{incident_id}")
+
+    # -- decisions
+
+    async def _apply_policies(self, incident_id: str, now: datetime) -> None:
+        incident = self.view.get(incident_id)
+        if incident is None or incident.due_policy(now, self.policy) is None:
+            loaded = await self.store.load(incident_id)
+            if loaded is None:
+                return
+            incident = loaded[0]
+        name = incident.due_policy(now, self.policy)
+        if name is None:
+            return
+        with contextlib.suppress(AlarmError):  # decided meanwhile (an operator, another instance)
+            await self._decide(incident_id, f"policy:{name}", "confirmed", None, None, now)
+
+    async def _decide(
+        self, incident_id: str, by: str, state: str, reason: str | None, note: str | None, now: datetime
+    ) -> Incident:
+        how: Literal["operator", "policy"] = "policy" if by.startswith("policy:") else "operator"
+
+        def change(incident: Incident) -> None:
+            if state == "confirmed":
+                incident.confirm(by, how, now, self.site_info(incident.site), note)
+            else:
+                incident.dismiss(reason or "", by, now, note)
+
+        incident = await self._change(incident_id, change)
+        m.alarm_transitions.labels(state=incident.state, how=how).inc()
+        m.alarm_decision_seconds.labels(how=how).observe((now - incident.opened_at).total_seconds())
+        level = logging.WARNING if incident.state == "confirmed" else logging.INFO
+        log.log(level, "incident %s %s by %s%s", incident.id, incident.state, by,
+                f" as {reason}" if reason else "")
+        await self._flush(incident.id)
+        return incident
+
+    def _resolve(self, some_id: str) -> str | None:
+        """An incident id, or the incident of an alarm id (from the view)."""
+        if some_id in self.view:
+            return some_id
+        for incident in self.view.values():
+            if incident.alarm(some_id) is not None:
+                return incident.id
+        return None
+
+    async def confirm(self, some_id: str, operator: str, note: str | None = None) -> Incident:
+        incident_id = self._resolve(some_id) or await self.store.incident_of(some_id)
+        if incident_id is None:
+            raise AlarmError("unknown", f"no alarm or incident {some_id}", some_id)
+        return await self._decide(incident_id, operator, "confirmed", None, note, _now())
+
+    async def dismiss(self, some_id: str, reason: str, operator: str, note: str | None = None) -> Incident:
+        incident_id = self._resolve(some_id) or await self.store.incident_of(some_id)
+        if incident_id is None:
+            raise AlarmError("unknown", f"no alarm or incident {some_id}", some_id)
+        return await self._decide(incident_id, operator, "dismissed", reason, note, _now())
+
+    def rows(self, state: str | None = None, site: str | None = None) -> list[dict[str, object]]:
+        out = [
+            listing(incident, alarm)
+            for incident in self.view.values()
+            for alarm in incident.alarms
+            if (state is None or alarm.state == state) and (site is None or alarm.site == site)
+        ]
+        out.sort(key=lambda r: str(r["received_at"]), reverse=True)
+        return out
+
+    # -- outbox
+
+    async def _flush(self, incident_id: str) -> None:
+        """Publish the incident's stored events, then remove them from the outbox."""
+        incident = self.view.get(incident_id)
+        loaded = None
+        if incident is None or not incident.outbox:
+            loaded = await self.store.load(incident_id)
+            incident = loaded[0] if loaded else None
+        if incident is None or not incident.outbox:
+            return
+        sent: set[str] = set()
+        for item in incident.outbox:
+            await self.js.publish(
+                item.subject,
+                item.data.encode(),
+                timeout=self.publish_timeout,
+                stream=self.stream,
+                headers={MSG_ID_HEADER: item.msg_id},
+            )
+            sent.add(item.msg_id)
+
+        def drop(i: Incident) -> None:
+            i.outbox = [o for o in i.outbox if o.msg_id not in sent]
+
+        await self._change(incident_id, drop)
+
+    async def _ticker(self) -> None:
+        """Escalation deadlines, outboxes left by a crash, retention."""
+        while True:
+            await asyncio.sleep(self.tick)
+            now = _now()
+            for incident in list(self.view.values()):
+                try:
+                    if incident.outbox:
+                        await self._flush(incident.id)
+                    if incident.due_policy(now, self.policy) is not None:
+                        await self._apply_policies(incident.id, now)
+                    closed = incident.closed_since(self.policy)
+                    if closed is not None and closed + timedelta(seconds=self.retention) < now:
+                        await self.store.forget(incident)
+                        self.view.pop(incident.id, None)
+                except (TimeoutError, nats.errors.Error, Conflict, AlarmError) as e:
+                    m.lifecycle_errors.labels(reason="tick").inc()
+                    log.warning("alarm lifecycle: incident %s: %r (retried next tick)", incident.id, e)
+
+    # -- the API
+
+    async def _serve_api(self) -> None:
+        subs = []
+        try:
+            for action in api.ACTIONS:
+                subs.append(await self.nc.subscribe(f"{api.PREFIX}.{action}", queue=api.QUEUE,
+                                                    cb=self._answer))
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _answer(self, msg: Msg) -> None:
+        action = msg.subject.rsplit(".", 1)[-1]
+        try:
+            body = json.loads(msg.data or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the request body must be a JSON object")
+            answer = await self._handle(action, body)
+        except AlarmError as e:
+            answer = {"ok": False, "error": e.reason, "detail": e.detail}
+        except (ValueError, TypeError) as e:
+            answer = {"ok": False, "error": "bad_request", "detail": str(e)}
+        except (TimeoutError, nats.errors.Error, Conflict) as e:
+            answer = {"ok": False, "error": "unavailable", "detail": f"try again: {e!r}"}
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps(answer, ensure_ascii=False).encode())
+
+    async def _handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "list":
+            rows = self.rows(body.get("state"), body.get("site"))
+            limit = int(body.get("limit") or LIST_LIMIT)
+            return {"ok": True, "alarms": rows[:limit], "total": len(rows)}
+        some_id = body.get("id")
+        if not isinstance(some_id, str) or not some_id:
+            raise ValueError("'id' (an alarm or incident id) is required")
+        operator = str(body.get("operator") or "operator")
+        note = body.get("note")
+        note = str(note) if note else None
+        if action == "confirm":
+            incident = await self.confirm(some_id, operator, note)
+        elif action == "dismiss":
+            incident = await self.dismiss(some_id, str(body.get("reason") or ""), operator, note)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        return {
+            "ok": True,
+            "incident": incident.id,
+            "state": incident.state,
+            "alarms": [listing(incident, a) for a in incident.alarms],
+        }
+
+
+def site_info_lookup(registry_sites: Callable[[str], Any]) -> Callable[[str], SiteInfo]:
+    """SiteInfo from the site registry (a callable site id -> Site | None)."""
+
+    def lookup(site_id: str) -> SiteInfo:
+        site = registry_sites(site_id)
+        if site is None:
+            return SiteInfo(id=site_id, registered=False)
+        return SiteInfo(
+            id=site.id,
+            registered=True,
+            unit=site.unit,
+            address=site.address or None,
+            lat=site.lat,
+            lon=site.lon,
+            phone=site.phone or None,
+            building=site.building or None,
+        )
+
+    return lookup
+

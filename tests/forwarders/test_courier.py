@@ -1,0 +1,236 @@
+"""Couriers against a private nats-server and the fake 119 receiver: once, in order, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+
+from firegate.bus.events import FireConfirmed, IncidentAlarm, IncidentReport, Point, SiteInfo
+from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings, ensure_stream
+from firegate.forwarders.courier import (
+    DEAD_LETTER_STREAM,
+    Courier,
+    CourierSettings,
+    ensure_dead_letter_stream,
+)
+from firegate.forwarders.delivery import Delivery, Destination
+from firegate.forwarders.http import HttpPoster
+from firegate.forwarders.routes import _by_incident, incident_body, incident_key
+from firegate.tools.fake119 import FakeDispatch119
+from tests.natsserver import nats_client, running_nats_server, wait_until
+
+
+def confirmed(incident: str = "inc-1", update: int = 1, device: str = "74565") -> FireConfirmed:
+    now = datetime.now(UTC)
+    alarms = [
+        IncidentAlarm(
+            id=f"{device}.2.{i:04x}.alarm",
+            device=device,
+            occurred_at=now.replace(tzinfo=None),
+            received_at=now,
+            source="component",
+            manual=False,
+            point=Point(system_type=1, system_address=1, component_type=42, component_address=i),
+        )
+        for i in range(update)
+    ]
+    report = IncidentReport(
+        incident_id=incident,
+        update=update,
+        site=SiteInfo(id="SH-1", registered=True, unit="上海测试大厦", address="浦东新区 1 号"),
+        alarms=alarms,
+        first_alarm_at=now,
+        confirmed_at=now,
+        confirmed_by="zhang",
+        confirmation="operator",
+    )
+    return FireConfirmed(
+        id=f"{incident}.confirmed.{update}",
+        device=device,
+        site="SH-1",
+        occurred_at=None,
+        received_at=now,
+        incident=report,
+        alarm_ids=[alarms[-1].id],
+        after_s=1.0,
+    )
+
+
+async def publish(js: JetStreamContext, event: FireConfirmed) -> None:
+    await js.publish(event.subject, event.model_dump_json().encode(), headers={MSG_ID_HEADER: event.id})
+
+
+class Rig:
+    def __init__(self, nc: NATS, fake: FakeDispatch119) -> None:
+        self.nc, self.fake = nc, fake
+        self.js = nc.jetstream(timeout=5.0)
+
+    def courier(self, **settings: Any) -> Courier:
+        options: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.2, "ack_wait": 2.0}
+        options.update(settings)
+        poster = HttpPoster(self.fake.url, name="119", timeout=1.0, body=incident_body,
+                            idempotency_key=incident_key)
+        return Courier(
+            self.js,
+            poster,
+            CourierSettings(durable="fwd-119-test", subjects=("fire.confirmed.>",), **options),
+            key=_by_incident,
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self, courier: Courier) -> AsyncIterator[Courier]:
+        task = asyncio.create_task(courier.run())
+        try:
+            await asyncio.wait_for(courier.ready.wait(), 10)
+            yield courier
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def dead_letters(self) -> list[Any]:
+        sub = await self.js.subscribe("firegate.deadletter.>", ordered_consumer=True)
+        out = []
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            while True:
+                out.append(await sub.next_msg(timeout=0.5))
+        await sub.unsubscribe()
+        return out
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with (
+        running_nats_server(tmp_path / "nats") as server,
+        nats_client(server.url) as nc,
+        FakeDispatch119() as fake,
+    ):
+        js = nc.jetstream(timeout=5.0)
+        await ensure_stream(js, StreamSettings())
+        await ensure_dead_letter_stream(js)
+        yield Rig(nc, fake)
+
+
+async def test_a_confirmed_fire_reaches_119_once_with_its_idempotency_key(rig: Rig) -> None:
+    async with rig.running(rig.courier()):
+        await publish(rig.js, confirmed())
+        assert await rig.fake.wait_for(1, 5) == ["inc-1:1"]
+        body = rig.fake.incidents["inc-1"]
+        assert body["site"]["unit"] == "上海测试大厦" and body["incident_schema"] == "firegate.incident/1"
+        await asyncio.sleep(0.3)
+        assert len(rig.fake.requests) == 1
+
+
+async def test_an_endpoint_down_for_a_while_gets_the_incident_once_when_back(rig: Rig) -> None:
+    rig.fake.down = True
+    async with rig.running(rig.courier()):
+        await publish(rig.js, confirmed())
+        await wait_until(lambda: len(rig.fake.requests) >= 3, 5)  # retried while down
+        assert rig.fake.accepted == []
+        rig.fake.down = False
+        assert await rig.fake.wait_for(1, 5) == ["inc-1:1"]
+        await asyncio.sleep(0.5)
+        assert rig.fake.accepted == ["inc-1:1"]
+    assert await rig.dead_letters() == []
+
+
+async def test_updates_of_one_incident_arrive_in_order_despite_failures(rig: Rig) -> None:
+    rig.fake.fail_next(3)
+    async with rig.running(rig.courier()):
+        for update in (1, 2, 3):
+            await publish(rig.js, confirmed(update=update))
+        await publish(rig.js, confirmed("inc-2"))
+        await rig.fake.wait_for(4, 10)
+    order = [k for k in rig.fake.accepted if k.startswith("inc-1")]
+    assert order == ["inc-1:1", "inc-1:2", "inc-1:3"]
+    assert rig.fake.incidents["inc-1"]["update"] == 3
+
+
+async def test_a_refused_payload_is_dead_lettered_at_once_and_others_go_on(rig: Rig) -> None:
+    rig.fake.fail_next(1, status=422)
+    async with rig.running(rig.courier()):
+        await publish(rig.js, confirmed("inc-bad"))
+        await wait_until(lambda: len(rig.fake.requests) >= 1, 5)
+        await publish(rig.js, confirmed("inc-good"))
+        assert await rig.fake.wait_for(1, 5) == ["inc-good:1"]
+    (dead,) = await rig.dead_letters()
+    assert dead.headers["Firegate-Reason"] == "refused"
+    assert dead.headers["Firegate-Subject"] == "fire.confirmed.74565"
+    assert FireConfirmed.model_validate_json(dead.data).incident.incident_id == "inc-bad"
+
+
+async def test_an_event_older_than_max_age_is_dead_lettered_not_dropped(rig: Rig) -> None:
+    rig.fake.down = True
+    async with rig.running(rig.courier(max_age=0.5)):
+        await publish(rig.js, confirmed())
+        await wait_until(lambda: _dead_count(rig, 1), 5)
+    (dead,) = await rig.dead_letters()
+    assert dead.headers["Firegate-Reason"] == "max_age"
+    info = await rig.js.consumer_info("FIRE", "fwd-119-test")
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # acked only once parked
+    assert (await rig.js.stream_info(DEAD_LETTER_STREAM)).state.messages == 1
+
+
+async def _dead_count(rig: Rig, n: int) -> bool:
+    return len(await rig.dead_letters()) >= n
+
+
+class _DiesAfterAcceptance:
+    """The 119 side accepts, then the forwarder process dies before it can ack."""
+
+    name = "119"
+
+    def __init__(self, inner: Destination) -> None:
+        self.inner = inner
+        self.accepted = asyncio.Event()
+
+    async def deliver(self, delivery: Delivery) -> None:
+        await self.inner.deliver(delivery)
+        self.accepted.set()
+        await asyncio.Event().wait()  # killed here
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_courier_killed_mid_delivery_redelivers_and_the_key_deduplicates(rig: Rig) -> None:
+    doomed = rig.courier(ack_wait=1.0)
+    dying = _DiesAfterAcceptance(doomed.destination)
+    doomed.destination = dying
+    task = asyncio.create_task(doomed.run())
+    await asyncio.wait_for(doomed.ready.wait(), 10)
+    await publish(rig.js, confirmed())
+    await asyncio.wait_for(dying.accepted.wait(), 10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert rig.fake.accepted == ["inc-1:1"]
+    info = await rig.js.consumer_info("FIRE", "fwd-119-test")
+    assert info.num_ack_pending == 1  # the receiver has it; the message is not acked
+    async with rig.running(rig.courier(ack_wait=1.0)):
+        await wait_until(lambda: len(rig.fake.requests) >= 2, 10)  # redelivered after ack_wait
+        await wait_until(lambda: _consumer_done(rig), 5)
+    assert rig.fake.accepted == ["inc-1:1"]
+    assert [(r.key, r.status) for r in rig.fake.requests] == [("inc-1:1", 201), ("inc-1:1", 200)]
+
+
+async def test_filters_skip_events_and_count_them(rig: Rig) -> None:
+    courier = rig.courier()
+    courier.accept = lambda event: event.site != "SH-1"
+    async with rig.running(courier):
+        await publish(rig.js, confirmed())
+        await wait_until(lambda: _consumer_done(rig), 5)
+    assert rig.fake.requests == []
+
+
+async def _consumer_done(rig: Rig) -> bool:
+    info = await rig.js.consumer_info("FIRE", "fwd-119-test")
+    return bool(info.delivered.stream_seq >= 1 and info.num_ack_pending == 0)
