@@ -442,7 +442,7 @@ class AutoConfirm(_Section):
     manual: bool = True
     detectors: Annotated[int, Field(ge=0)] = 2
     detector_window: Seconds = 120.0
-    escalate_after: Annotated[float | None, BeforeValidator(_blank_to_none), Field(gt=0)] = 300.0
+    escalate_after: Annotated[Seconds | None, BeforeValidator(_blank_to_none)] = 300.0
 
 
 class Alarms(_Section):

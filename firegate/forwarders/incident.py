@@ -149,12 +149,15 @@ class Incident(BaseModel):
         return self.state != "dismissed"
 
     def accepts(self, alarm: FireAlarm, policy: Policy) -> bool:
-        """Does a new alarm of this site belong to this incident?"""
+        """Does a new alarm of this site belong to this incident? A pending one takes every alarm
+        (nobody has looked at it yet); a confirmed one those within the window of its last alarm."""
+        if not self.open or alarm.test != self.test:
+            return False
         gap = (alarm.received_at - self.last_alarm_at).total_seconds()
-        return self.open and alarm.test == self.test and gap <= policy.incident_window
+        return self.state == "pending" or gap <= policy.incident_window
 
     def closed_since(self, policy: Policy) -> datetime | None:
-        """When this incident stopped taking alarms; None while pending (it always may)."""
+        """When this incident stopped taking alarms; None while pending (it takes every alarm)."""
         if self.state == "dismissed":
             return self.decided_at
         if self.state == "confirmed":
@@ -188,8 +191,7 @@ class Incident(BaseModel):
     def confirm(
         self, by: str, how: Confirmation, now: datetime, site: SiteInfo, note: str | None = None
     ) -> list[AlarmRecord]:
-        if self.state != "pending":
-            raise AlarmError("already_decided", f"incident {self.id} is already {self.state}", self.state)
+        self._decidable()
         self.state, self.decided_at, self.decided_by = "confirmed", now, by
         self.confirmation, self.note = how, note
         pending = [a for a in self.alarms if a.state == "pending"]
@@ -199,8 +201,7 @@ class Incident(BaseModel):
     def dismiss(self, reason: str, by: str, now: datetime, note: str | None = None) -> list[AlarmRecord]:
         if reason not in DISMISS_REASONS:
             raise AlarmError("bad_reason", f"reason must be one of {', '.join(DISMISS_REASONS)}", reason)
-        if self.state != "pending":
-            raise AlarmError("already_decided", f"incident {self.id} is already {self.state}", self.state)
+        self._decidable()
         self.state, self.decided_at, self.decided_by, self.note = "dismissed", now, by, note
         self.reason = "false" if reason == "false" else "test"
         pending = [a for a in self.alarms if a.state == "pending"]
@@ -208,6 +209,12 @@ class Incident(BaseModel):
             a.state, a.decided_at, a.decided_by, a.reason = "dismissed", now, by, reason
         self._dismissed_event(pending, self.reason, by, now, note=note)
         return pending
+
+    def _decidable(self) -> None:
+        if self.state != "pending":
+            raise AlarmError("already_decided", f"incident {self.id} is already {self.state}", self.state)
+        if not self.alarms:
+            raise AlarmError("empty", f"incident {self.id} has no alarm to decide on", self.id)
 
     # -- policies
 

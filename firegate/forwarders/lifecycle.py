@@ -177,11 +177,16 @@ class Lifecycle:
             if loaded is not None and loaded[0].alarm(event.id) is not None:
                 known = loaded[0].id
         if known is not None:
+            # stored before it was indexed: only the policies and the outbox may be left to do
             m.alarms_ingested.labels(result="duplicate_delivery").inc()
-            incident = await self._change(known, lambda i: i.add(event, now, site))
-        else:
-            incident = await self._file(event, now, site)
-            await self.store.remember(event.id, incident.id)
+            await self._apply_policies(known, now)
+            await self._flush(known)
+            loaded = await self.store.load(known)
+            if loaded is None:
+                raise AlarmError("unknown", f"no incident {known}", known)
+            return loaded[0]
+        incident = await self._file(event, now, site)
+        await self.store.remember(event.id, incident.id)
         await self._apply_policies(incident.id, now)
         await self._flush(incident.id)
         return incident

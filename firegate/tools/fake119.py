@@ -113,11 +113,11 @@ class FakeDispatch119:
         }
 
     async def _post_incident(self, request: web.Request) -> web.Response:
+        raw = await request.read()  # received in full; a slow receiver then takes its time
         if self.delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.delay)
         key = request.headers.get("Idempotency-Key")
-        raw = await request.read()
         try:
             parsed = json.loads(raw)
         except ValueError:

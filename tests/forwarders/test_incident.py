@@ -182,9 +182,15 @@ def test_adding_the_same_alarm_twice_is_a_no_op(decide: str | None) -> None:
 # -- accepts()
 
 
-def test_accepts_alarms_within_the_window_of_the_last_one() -> None:
+def test_a_pending_incident_takes_every_alarm_of_its_site() -> None:
+    inc = start(fire(offset=0))
+    assert inc.accepts(fire(address=2, offset=100_000), Policy(incident_window=60))
+
+
+def test_a_confirmed_incident_takes_alarms_within_the_window_of_the_last_one() -> None:
     policy = Policy(incident_window=600)
     inc = start(fire(offset=0))
+    inc.confirm("zhang", "operator", at(1), SiteInfo(id=inc.site, registered=False))
     assert inc.accepts(fire(address=2, offset=600), policy)  # inclusive
     assert not inc.accepts(fire(address=2, offset=600.001), policy)
     add(inc, fire(address=2, offset=500))
@@ -196,6 +202,7 @@ def test_accepts_alarms_within_the_window_of_the_last_one() -> None:
 
 def test_accepts_uses_the_policy_window() -> None:
     inc = start(fire(offset=0))
+    inc.confirm("zhang", "operator", at(1), SiteInfo(id=inc.site, registered=False))
     late = fire(address=2, offset=61)
     assert inc.accepts(late, Policy())
     assert not inc.accepts(late, Policy(incident_window=60))
