@@ -109,6 +109,8 @@ class EmbeddedNatsServer:
         start_timeout: float = 10.0,
         stop_timeout: float = 10.0,
         binary: str | None = None,
+        log_max_bytes: int = 10 * 1024**2,
+        log_keep: int = 5,
     ) -> None:
         if port < 0 or port > 65535:
             raise ValueError(f"port must be 0..65535, got {port}")
@@ -126,9 +128,13 @@ class EmbeddedNatsServer:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._binary = binary
+        # nats-server rotates its own log: a long-running center never fills the disk with it
+        self.log_max_bytes = log_max_bytes
+        self.log_keep = log_keep
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._log_start = 0
+        self._server_log_start = 0
 
     # -- properties ---------------------------------------------------------------
 
@@ -158,6 +164,11 @@ class EmbeddedNatsServer:
     @property
     def log_path(self) -> Path:
         return self.store_dir / "nats-server.log"
+
+    @property
+    def output_path(self) -> Path:
+        """What nats-server prints before its log is open (a bad config, a panic)."""
+        return self.store_dir / "nats-server.out"
 
     @property
     def _client_host(self) -> str:
@@ -244,14 +255,17 @@ class EmbeddedNatsServer:
 
     def log_tail(self, max_lines: int = 20) -> str:
         """The last lines nats-server wrote during the current (or last) run."""
-        try:
-            with open(self.log_path, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(self._log_start, size - _LOG_TAIL_BYTES))
-                data = f.read()
-        except OSError:
-            return ""
-        lines = data.decode("utf-8", "replace").splitlines()
+        lines: list[str] = []
+        for path, start in ((self.output_path, self._log_start), (self.log_path, self._server_log_start)):
+            try:
+                with open(path, "rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                    if size < start:
+                        start = 0  # rotated meanwhile
+                    f.seek(max(start, size - _LOG_TAIL_BYTES))
+                    lines += f.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
         return "\n".join(lines[-max_lines:])
 
     # -- internals -------------------------------------------------------------------
@@ -259,8 +273,12 @@ class EmbeddedNatsServer:
     def _spawn(self, binary: str) -> subprocess.Popen[bytes]:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._config_text(), encoding="utf-8")
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - owned until stop()
+        self._log_file = open(self.output_path, "ab")  # noqa: SIM115 - owned until stop()
         self._log_start = self._log_file.tell()
+        try:
+            self._server_log_start = self.log_path.stat().st_size
+        except OSError:
+            self._server_log_start = 0
         self._proc = subprocess.Popen(
             [binary, "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL,
@@ -279,6 +297,9 @@ class EmbeddedNatsServer:
             f"host: {_quote(self.host)}",
             f"port: {self._port if self._port else -1}",
             f"ports_file_dir: {_quote(str(self.store_dir))}",
+            f"log_file: {_quote(str(self.log_path))}",
+            f"logfile_size_limit: {self.log_max_bytes}",
+            f"logfile_max_num: {self.log_keep}",
             "jetstream {",
             f"  store_dir: {_quote(str(self.store_dir))}",
             f"  max_memory_store: {self.max_mem}",

@@ -141,3 +141,14 @@ async def test_server_dies_with_a_sigkilled_parent(tmp_path: Path) -> None:
             await asyncio.wait_for(parent.wait(), 5)
         if child_pid and pid_alive(child_pid):  # the test failed: do not leave it behind
             os.kill(child_pid, signal.SIGKILL)
+
+
+async def test_the_server_rotates_its_own_log(tmp_path: Path) -> None:
+    async with running_nats_server(tmp_path / "nats", log_max_bytes=1500, log_keep=2) as server:
+        for _ in range(6):  # each start writes a banner of a couple of KB
+            server.kill()
+            await server.start()
+        assert "Server is ready" in server.log_tail()
+    logs = sorted(p.name for p in (tmp_path / "nats").glob("nats-server.log*"))
+    assert "nats-server.log" in logs and 2 <= len(logs) <= 3, logs
+    assert all((tmp_path / "nats" / name).stat().st_size < 64 * 1024 for name in logs)
