@@ -58,6 +58,7 @@ class Lifecycle:
         retention: float = 7 * 86400.0,
         tick: float = 1.0,
         publish_timeout: float = 5.0,
+        resync: float = 30.0,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -70,6 +71,7 @@ class Lifecycle:
         self.retention = retention
         self.tick = tick
         self.publish_timeout = publish_timeout
+        self.resync = resync
         self.view: dict[str, Incident] = {}  # every retained incident, kept current by a KV watch
         self.view_ready = asyncio.Event()
         self.ready = asyncio.Event()  # consuming and answering
@@ -205,6 +207,7 @@ class Lifecycle:
                     continue
                 m.alarms_ingested.labels(result="joined").inc()
                 self._count_merge(incident, event.id)
+                self.view[incident.id] = incident
                 return incident
             incident = open_incident(event)
             incident.add(event, now, site)
@@ -214,6 +217,7 @@ class Lifecycle:
             except Conflict:
                 continue  # another instance moved the head or created it: look again
             m.alarms_ingested.labels(result="new").inc()
+            self.view[incident.id] = incident
             log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id)
             return incident
         raise Conflict(f"head.{head_key}")
@@ -336,10 +340,32 @@ class Lifecycle:
 
         await self._change(incident_id, drop)
 
+    async def _resync(self) -> None:
+        """Reconcile the view with the bucket: a watch that silently stalled (a NATS restart)
+        must not hide a pending incident from escalation for long."""
+        stored = await self.store.incident_ids()
+        for gone in set(self.view) - stored:
+            self.view.pop(gone, None)
+        for incident_id in stored:
+            known = self.view.get(incident_id)
+            if known is None or known.state == "pending" or known.outbox:
+                loaded = await self.store.load(incident_id)
+                if loaded is not None:
+                    self.view[incident_id] = loaded[0]
+        self._count_states()
+
     async def _ticker(self) -> None:
-        """Escalation deadlines, outboxes left by a crash, retention."""
+        """Escalation deadlines, outboxes left by a crash, retention, and a periodic resync."""
+        next_resync = asyncio.get_running_loop().time() + self.resync
         while True:
             await asyncio.sleep(self.tick)
+            if asyncio.get_running_loop().time() >= next_resync:
+                next_resync += self.resync
+                try:
+                    await self._resync()
+                except (TimeoutError, nats.errors.Error) as e:
+                    m.lifecycle_errors.labels(reason="resync").inc()
+                    log.warning("alarm lifecycle: resync failed (retried): %r", e)
             now = _now()
             for incident in list(self.view.values()):
                 try:

@@ -94,6 +94,22 @@ class AlarmStore:
                     await self.kv.purge(f"alarm.{_key_safe(alarm.id)}")
             await self.kv.purge(f"incident.{incident.id}")
 
+    async def incident_ids(self) -> set[str]:
+        """Every stored incident's id (a full listing; the watch is the cheap way to follow).
+        Not `kv.keys(filters=...)`: nats-py matches those filters as substrings, not subjects."""
+        ids: set[str] = set()
+        watcher = await self.kv.watch("incident.>", meta_only=True, ignore_deletes=True)
+        try:
+            async with asyncio.timeout(self.timeout * 5):
+                async for entry in watcher:
+                    if entry is None:
+                        break
+                    ids.add(entry.key.removeprefix("incident."))
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        return ids
+
     async def watch(self) -> AsyncIterator[tuple[str, Incident | None]]:
         """Every incident now and every later change: (id, incident) or (id, None) when removed.
         Yields ("", None) once the current values have all been delivered."""

@@ -298,3 +298,33 @@ async def test_the_api_answers_bad_requests_clearly(bench: Bench) -> None:
         assert not answer["ok"] and answer["error"] == "bad_request"
         msg = await bench.nc.request(f"{api.PREFIX}.list", b"[1]", timeout=5)
         assert json.loads(msg.data)["error"] == "bad_request"
+
+
+async def test_the_lifecycle_rides_out_a_nats_restart(tmp_path: Path) -> None:
+    policy = Policy(manual=False, detectors=0, escalate_after=1.0)
+    async with running_nats_server(tmp_path / "nats") as server, nats_client(server.url) as nc:
+        js = nc.jetstream(timeout=5.0)
+        await ensure_stream(js, StreamSettings())
+        bench = Bench(nc, AlarmStore(await ensure_kv(js, BUCKET)))
+        async with bench.lifecycle(policy, resync=0.5):
+            server.kill()
+            await asyncio.sleep(0.5)
+            await server.start()
+            await wait_until(lambda: nc.is_connected, 10)
+            a = alarm()
+            await wait_until(_published(bench, a), 10)
+            await wait_until(lambda: _stored_count(bench, "fire.confirmed.>", 1), 15)
+            (event,) = await stored(nc, "fire.confirmed.>")
+            assert event.incident.confirmed_by == "policy:escalation"
+            assert (await bench.rows())[0]["state"] == "confirmed"
+
+
+def _published(bench: Bench, event: FireAlarm) -> Any:
+    async def attempt() -> bool:
+        try:
+            await publish(bench.js, event)
+        except Exception:
+            return False
+        return True
+
+    return attempt
