@@ -13,7 +13,14 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from firegate.bus import schema
-from firegate.bus.events import EVENT_MODELS, SCHEMA_VERSION, Envelope, parse_event
+from firegate.bus.events import (
+    EVENT_MODELS,
+    SCHEMA_VERSION,
+    Envelope,
+    FireConfirmed,
+    IncidentReport,
+    parse_event,
+)
 from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings
 from firegate.bus.normalize import MemoryStatusMemory, Normalizer
 from firegate.codecs.gb26875 import DataUnitError, parse_frame
@@ -105,7 +112,26 @@ def test_main_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_one_schema_per_model_plus_the_union() -> None:
-    assert set(SCHEMAS) == {f"{type_of(m)}.json" for m in EVENT_MODELS} | {"event.json", "envelope.json"}
+    extra = {"event.json", "envelope.json", "incident.json"}
+    assert set(SCHEMAS) == {f"{type_of(m)}.json" for m in EVENT_MODELS} | extra
+
+
+def test_incident_schema_is_the_119_body() -> None:
+    """incident.json describes the POST body: its examples, and every fire_confirmed's incident."""
+    doc = SCHEMAS["incident.json"]
+    assert "firegate.incident/1" in doc["title"]
+    assert doc["properties"]["incident_schema"]["const"] == "firegate.incident/1"
+    assert "format" not in json.dumps(doc["$defs"]["IncidentAlarm"]["properties"]["occurred_at"])
+    incidents = schema.example_incidents()
+    assert [i.update for i in incidents] == [1, 2]
+    assert doc["examples"] == [json.loads(i.model_dump_json()) for i in incidents]
+    confirmed = EXAMPLES["fire_confirmed"]
+    assert isinstance(confirmed, FireConfirmed) and confirmed.incident == incidents[0]
+    for body in [*doc["examples"], wire(confirmed)["incident"]]:
+        validator("incident.json").validate(body)
+        assert IncidentReport.model_validate_json(json.dumps(body)).model_dump(mode="json") == body
+    bad = dict(doc["examples"][0], update=0)
+    assert not validator("incident.json").is_valid(bad)
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
@@ -292,6 +318,54 @@ def test_asyncapi_device_commands_are_request_reply() -> None:
     for ref in (*op["messages"], *op["reply"]["messages"]):
         payload = resolve(resolve(ref["$ref"])["$ref"])["payload"]
         assert resolve(payload["$ref"])["type"] == "object"
+
+
+def test_asyncapi_alarm_api_is_request_reply() -> None:
+    from firegate.forwarders.api import ACTIONS, PREFIX, QUEUE
+
+    channel = ASYNCAPI["channels"]["alarm_api"]
+    assert channel["address"] == f"{PREFIX}.{{action}}" == "firegate.alarm.{action}"
+    assert QUEUE in channel["description"]
+    action = resolve(channel["parameters"]["action"]["$ref"])
+    assert tuple(action["enum"]) == ACTIONS == schema.ALARM_ACTIONS
+    op = ASYNCAPI["operations"]["handle_alarm_request"]
+    assert op["action"] == "receive" and resolve(op["channel"]["$ref"]) is channel
+    assert resolve(op["reply"]["channel"]["$ref"])["address"] is None
+    for ref in (*op["messages"], *op["reply"]["messages"]):
+        payload = resolve(resolve(ref["$ref"])["$ref"])["payload"]
+        Draft202012Validator.check_schema(resolve(payload["$ref"]))
+
+
+def test_alarm_api_schemas_match_the_lifecycle() -> None:
+    """A decision's reply (rows from `listing`) validates against the AsyncAPI schemas."""
+    from firegate.bus.events import FireAlarm, SiteInfo
+    from firegate.forwarders.incident import listing, open_incident
+
+    schemas = ASYNCAPI["components"]["schemas"]
+    reply = Draft202012Validator(
+        {**schemas["alarm_reply"], "components": ASYNCAPI["components"]}, format_checker=FORMATS
+    )
+    row = Draft202012Validator(schemas["alarm_row"], format_checker=FORMATS)
+    alarm = EXAMPLES["fire_alarm"]
+    assert isinstance(alarm, FireAlarm)
+    incident = open_incident(alarm)
+    site = SiteInfo(id=alarm.site, registered=False)
+    incident.add(alarm, alarm.received_at, site)
+    rows = [listing(incident, a) for a in incident.alarms]
+    assert set(rows[0]) == set(schemas["alarm_row"]["required"])
+    incident.dismiss("false", "li.na", datetime(2024, 5, 17, 0, 31, tzinfo=UTC))
+    rows += [listing(incident, a) for a in incident.alarms]
+    for r in rows:
+        row.validate(json.loads(json.dumps(r)))
+    answer = {"ok": True, "incident": incident.id, "state": incident.state, "alarms": rows}
+    reply.validate(json.loads(json.dumps(answer)))
+    requests = {
+        "alarm_list_request": {"state": "pending", "site": None, "limit": 500},
+        "alarm_confirm_request": {"id": alarm.id, "operator": "zhang.wei", "note": None},
+        "alarm_dismiss_request": {"id": alarm.id, "operator": "li.na", "note": None, "reason": "test"},
+    }
+    for name, body in requests.items():  # what `firegate alarm` sends
+        Draft202012Validator(schemas[name]).validate(body)
 
 
 def test_every_internal_reference_resolves() -> None:
