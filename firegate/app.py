@@ -234,6 +234,7 @@ async def run(settings: Settings) -> None:
                         _policy(settings),
                         stream=settings.bus.stream,
                         retention=settings.alarms.retention,
+                        catch_up=settings.alarms.catch_up,
                     )
                     ready = _event_check(lifecycle.ready, "consuming", "starting")
                     health.add_check("alarm_lifecycle", ready)

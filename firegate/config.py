@@ -415,7 +415,11 @@ class MqttDestination(_FaultFilter):
 
     @model_validator(mode="after")
     def _pairs(self) -> MqttDestination:
-        raise_problems(_tls_pair(self.tls_cert, self.tls_key))
+        problems = _tls_pair(self.tls_cert, self.tls_key)
+        given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None]
+        if given and not self.url.startswith("mqtts://"):
+            problems.append((given[0], "TLS settings need an mqtts:// url", MISSING))
+        raise_problems(problems)
         return self
 
 
@@ -448,6 +452,7 @@ class AutoConfirm(_Section):
 class Alarms(_Section):
     incident_window: Seconds = 600.0
     retention: Seconds = 7 * 86400.0
+    catch_up: Seconds = 600.0  # a new lifecycle consumer starts with the alarms of this last span
     auto_confirm: AutoConfirm = Field(default_factory=AutoConfirm)
 
 

@@ -181,7 +181,7 @@ class IncidentAlarm(BaseModel):
 
 
 IncidentStatus = Literal["confirmed"]
-Confirmation = Literal["operator", "policy", "incident"]
+Confirmation = Literal["operator", "policy"]
 
 
 class IncidentReport(BaseModel):
@@ -205,6 +205,9 @@ class IncidentReport(BaseModel):
     confirmed_by: str = Field(description="the operator, or policy:<name>")
     confirmation: Confirmation
     note: str | None = None
+    test: bool = Field(
+        False, description="the devices were in test mode: an exercise confirmed by an operator, not a fire"
+    )
 
     @property
     def idempotency_key(self) -> str:

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import nats.errors
 import nats.js.errors
@@ -108,7 +109,10 @@ class Courier:
         s = self.settings
         config = ConsumerConfig(
             durable_name=s.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            # a new destination starts with what it could still deliver, not the stream's whole
+            # history (a new 119 endpoint must not get last year's fires)
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=datetime.now(UTC) - timedelta(seconds=s.max_age),
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait,
             max_ack_pending=s.max_in_flight,

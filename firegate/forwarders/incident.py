@@ -185,7 +185,7 @@ class Incident(BaseModel):
             self._dismissed_event([record], "duplicate", "policy:duplicate", now, merged_into=earlier.id)
         elif self.state == "confirmed":
             # the fire is already confirmed: a new detector of the site updates the 119 incident
-            self._confirm_alarms([record], "incident", now, site, None)
+            self._confirm_alarms([record], now, site)
         return record
 
     def confirm(
@@ -195,7 +195,7 @@ class Incident(BaseModel):
         self.state, self.decided_at, self.decided_by = "confirmed", now, by
         self.confirmation, self.note = how, note
         pending = [a for a in self.alarms if a.state == "pending"]
-        self._confirm_alarms(pending, how, now, site, by)
+        self._confirm_alarms(pending, now, site)
         return pending
 
     def dismiss(self, reason: str, by: str, now: datetime, note: str | None = None) -> list[AlarmRecord]:
@@ -243,10 +243,10 @@ class Incident(BaseModel):
     def _after(self, now: datetime) -> float:
         return round((now - self.opened_at).total_seconds(), 3)
 
-    def _confirm_alarms(
-        self, alarms: list[AlarmRecord], how: Confirmation, now: datetime, site: SiteInfo, by: str | None
-    ) -> None:
-        who = by or self.decided_by or "policy"
+    def _confirm_alarms(self, alarms: list[AlarmRecord], now: datetime, site: SiteInfo) -> None:
+        """Confirm these alarms of a confirmed incident and record the 119 update."""
+        assert self.decided_by is not None and self.confirmation is not None and self.decided_at is not None
+        who = self.decided_by
         for a in alarms:
             a.state, a.decided_at, a.decided_by = "confirmed", now, who
         self.updates += 1
@@ -257,10 +257,11 @@ class Incident(BaseModel):
             site=site,
             alarms=[a.for_119() for a in self.alarms if a.state == "confirmed"],
             first_alarm_at=self.opened_at,
-            confirmed_at=self.decided_at or now,
-            confirmed_by=self.decided_by or who,
-            confirmation=self.confirmation or how,
+            confirmed_at=self.decided_at,
+            confirmed_by=who,
+            confirmation=self.confirmation,
             note=self.note,
+            test=self.test,
         )
         event = FireConfirmed(
             id=f"{self.id}.confirmed.{self.updates}",

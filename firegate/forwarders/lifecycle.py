@@ -59,6 +59,7 @@ class Lifecycle:
         tick: float = 1.0,
         publish_timeout: float = 5.0,
         resync: float = 30.0,
+        catch_up: float = 600.0,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -72,6 +73,7 @@ class Lifecycle:
         self.tick = tick
         self.publish_timeout = publish_timeout
         self.resync = resync
+        self.catch_up = catch_up
         self.view: dict[str, Incident] = {}  # every retained incident, kept current by a KV watch
         self.view_ready = asyncio.Event()
         self.ready = asyncio.Event()  # consuming and answering
@@ -123,7 +125,10 @@ class Lifecycle:
     async def _consume(self) -> None:
         config = ConsumerConfig(
             durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            # a new lifecycle takes the recent alarms only: an upgrade must not file (and
+            # escalate to 119) months of old alarms; an existing consumer keeps its position
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=_now() - timedelta(seconds=self.catch_up),
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_ack_pending=256,
@@ -415,7 +420,7 @@ class Lifecycle:
     async def _handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         if action == "list":
             rows = self.rows(body.get("state"), body.get("site"))
-            limit = int(body.get("limit") or LIST_LIMIT)
+            limit = min(max(1, int(body.get("limit") or LIST_LIMIT)), LIST_LIMIT)
             return {"ok": True, "alarms": rows[:limit], "total": len(rows)}
         some_id = body.get("id")
         if not isinstance(some_id, str) or not some_id:
