@@ -234,3 +234,13 @@ async def test_filters_skip_events_and_count_them(rig: Rig) -> None:
 async def _consumer_done(rig: Rig) -> bool:
     info = await rig.js.consumer_info("FIRE", "fwd-119-test")
     return bool(info.delivered.stream_seq >= 1 and info.num_ack_pending == 0)
+
+
+async def test_a_new_destination_does_not_get_events_older_than_its_max_age(rig: Rig) -> None:
+    await publish(rig.js, confirmed("inc-old"))
+    await asyncio.sleep(1.2)
+    async with rig.running(rig.courier(max_age=1.0)):
+        await publish(rig.js, confirmed("inc-new"))
+        assert await rig.fake.wait_for(1, 5) == ["inc-new:1"]
+        await asyncio.sleep(0.3)
+    assert rig.fake.accepted == ["inc-new:1"] and await rig.dead_letters() == []

@@ -328,3 +328,15 @@ def _published(bench: Bench, event: FireAlarm) -> Any:
         return True
 
     return attempt
+
+
+async def test_a_new_lifecycle_files_only_recent_alarms(bench: Bench) -> None:
+    old = alarm("7")
+    await publish(bench.js, old)
+    await asyncio.sleep(1.2)
+    async with bench.lifecycle(catch_up=1.0):
+        recent = alarm("8")
+        await publish(bench.js, recent)
+        await wait_until(lambda: _count(bench, 1), 5)
+        await asyncio.sleep(0.3)
+        assert [r["id"] for r in await bench.rows()] == [recent.id]
