@@ -170,18 +170,22 @@ def _nats_urls(value: str | None) -> str | None:
     return ",".join(urls)
 
 
-def _http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _url(value: str, schemes: tuple[str, ...], expected: str) -> str:
     url = value.strip()
     parts = urlsplit(url)
     try:
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.scheme not in schemes or not parts.hostname or not port_ok:
+        raise ValueError(expected)
     return url
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return _url(value, ("http", "https"), "expected an http:// or https:// URL with a host")
 
 
 def _daily_time(value: Any) -> Any:
@@ -346,15 +350,7 @@ def _http_urls(value: str | None) -> str | None:
 
 
 def _mqtt_url(value: str) -> str:
-    url = value.strip()
-    parts = urlsplit(url)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not port_ok:
-        raise ValueError("expected mqtt://host:port or mqtts://host:port (TLS)")
-    return url
+    return _url(value, ("mqtt", "mqtts"), "expected mqtt://host:port or mqtts://host:port (TLS)")
 
 
 EventKindFilter = Literal["fault", "device"]

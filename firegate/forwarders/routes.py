@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 from nats.js.client import JetStreamContext
 
 from firegate.bus.events import Envelope, FireConfirmed
 from firegate.bus.jetstream import tls_context
-from firegate.config import Settings, _Delivery, _FaultFilter
+from firegate.config import Dispatch119, Settings, WebhookDestination, _Delivery, _FaultFilter
 from firegate.forwarders import metrics as m
 from firegate.forwarders.courier import Courier, CourierSettings
 from firegate.forwarders.delivery import Delivery
@@ -34,6 +35,19 @@ def _courier_settings(durable: str, subjects: tuple[str, ...], d: _Delivery) -> 
         ack_wait=d.ack_wait,
         backoff_initial=d.backoff_initial,
         backoff_max=d.backoff_max,
+    )
+
+
+def _poster(url: str, name: str, section: Dispatch119 | WebhookDestination, **extra: Any) -> HttpPoster:
+    return HttpPoster(
+        url,
+        name=name,
+        token=section.token.get_secret_value() if section.token else None,
+        tls_ca=section.tls_ca,
+        tls_cert=section.tls_cert,
+        tls_key=section.tls_key,
+        timeout=section.timeout,
+        **extra,
     )
 
 
@@ -66,17 +80,7 @@ def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]
     d = settings.dispatch119
     out = []
     for url in d.urls:
-        poster = HttpPoster(
-            url,
-            name="119",
-            token=d.token.get_secret_value() if d.token else None,
-            tls_ca=d.tls_ca,
-            tls_cert=d.tls_cert,
-            tls_key=d.tls_key,
-            timeout=d.timeout,
-            body=incident_body,
-            idempotency_key=incident_key,
-        )
+        poster = _poster(url, "119", d, body=incident_body, idempotency_key=incident_key)
         out.append(
             Courier(
                 js,
@@ -134,15 +138,7 @@ def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
             )
         )
     for wh in settings.faults.webhooks:
-        poster = HttpPoster(
-            wh.url,
-            name="webhook",
-            token=wh.token.get_secret_value() if wh.token else None,
-            tls_ca=wh.tls_ca,
-            tls_cert=wh.tls_cert,
-            tls_key=wh.tls_key,
-            timeout=wh.timeout,
-        )
+        poster = _poster(wh.url, "webhook", wh)
         out.append(
             Courier(
                 js,
