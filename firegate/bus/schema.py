@@ -385,34 +385,17 @@ def build_asyncapi() -> dict[str, Any]:
         },
         "messages": {"command_request": {"$ref": "#/components/messages/command_request"}},
     }
-    channels["device_command_reply"] = {
-        "address": None,
-        "title": "command reply",
-        "description": "The requester's inbox: the request's NATS reply subject.",
-        "messages": {"command_reply": {"$ref": "#/components/messages/command_reply"}},
-    }
-    operations["handle_device_command"] = {
-        "action": "receive",
-        "channel": {"$ref": "#/channels/device_command"},
-        "summary": "firegate carries out a command on a connected device and replies",
-        "messages": [{"$ref": "#/channels/device_command/messages/command_request"}],
-        "reply": {
-            "channel": {"$ref": "#/channels/device_command_reply"},
-            "messages": [{"$ref": "#/channels/device_command_reply/messages/command_reply"}],
-        },
-    }
-    messages["command_request"] = {
-        "name": "command_request",
-        "title": "Device command request",
-        "contentType": "application/json",
-        "payload": {"$ref": "#/components/schemas/command_request"},
-    }
-    messages["command_reply"] = {
-        "name": "command_reply",
-        "title": "Device command reply",
-        "contentType": "application/json",
-        "payload": {"$ref": "#/components/schemas/command_reply"},
-    }
+    _reply_side(
+        channels,
+        operations,
+        "device_command",
+        "command reply",
+        "command_reply",
+        ["command_request"],
+        "firegate carries out a command on a connected device and replies",
+    )
+    messages["command_request"] = _json_message("command_request", "Device command request")
+    messages["command_reply"] = _json_message("command_reply", "Device command reply")
     _alarm_api(channels, operations, messages)
 
     return {
@@ -612,35 +595,55 @@ def _alarm_api(channels: dict[str, Any], operations: dict[str, Any], messages: d
             f"alarm_{a}_request": {"$ref": f"#/components/messages/alarm_{a}_request"} for a in ALARM_ACTIONS
         },
     }
-    channels["alarm_api_reply"] = {
-        "address": None,
-        "title": "alarm API reply",
-        "description": "The requester's inbox: the request's NATS reply subject.",
-        "messages": {"alarm_reply": {"$ref": "#/components/messages/alarm_reply"}},
-    }
-    operations["handle_alarm_request"] = {
-        "action": "receive",
-        "channel": {"$ref": "#/channels/alarm_api"},
-        "summary": "the alarm lifecycle lists alarms, or confirms or dismisses an incident, and replies",
-        "messages": [{"$ref": f"#/channels/alarm_api/messages/alarm_{a}_request"} for a in ALARM_ACTIONS],
-        "reply": {
-            "channel": {"$ref": "#/channels/alarm_api_reply"},
-            "messages": [{"$ref": "#/channels/alarm_api_reply/messages/alarm_reply"}],
-        },
-    }
-    for action in ALARM_ACTIONS:
-        name = f"alarm_{action}_request"
-        messages[name] = {
-            "name": name,
-            "title": f"{ALARM_PREFIX}.{action} request",
-            "contentType": "application/json",
-            "payload": {"$ref": f"#/components/schemas/{name}"},
-        }
-    messages["alarm_reply"] = {
-        "name": "alarm_reply",
-        "title": "Alarm API reply",
+    requests = [f"alarm_{a}_request" for a in ALARM_ACTIONS]
+    _reply_side(
+        channels,
+        operations,
+        "alarm_api",
+        "alarm API reply",
+        "alarm_reply",
+        requests,
+        "the alarm lifecycle lists alarms, or confirms or dismisses an incident, and replies",
+    )
+    for action, name in zip(ALARM_ACTIONS, requests, strict=True):
+        messages[name] = _json_message(name, f"{ALARM_PREFIX}.{action} request")
+    messages["alarm_reply"] = _json_message("alarm_reply", "Alarm API reply")
+
+
+def _json_message(name: str, title: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": title,
         "contentType": "application/json",
-        "payload": {"$ref": "#/components/schemas/alarm_reply"},
+        "payload": {"$ref": f"#/components/schemas/{name}"},
+    }
+
+
+def _reply_side(
+    channels: dict[str, Any],
+    operations: dict[str, Any],
+    channel: str,
+    title: str,
+    reply: str,
+    requests: list[str],
+    summary: str,
+) -> None:
+    """A request/reply channel's reply inbox and the operation that answers on it."""
+    channels[f"{channel}_reply"] = {
+        "address": None,
+        "title": title,
+        "description": "The requester's inbox: the request's NATS reply subject.",
+        "messages": {reply: {"$ref": f"#/components/messages/{reply}"}},
+    }
+    operations[f"handle_{channel}"] = {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "summary": summary,
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{r}"} for r in requests],
+        "reply": {
+            "channel": {"$ref": f"#/channels/{channel}_reply"},
+            "messages": [{"$ref": f"#/channels/{channel}_reply/messages/{reply}"}],
+        },
     }
 
 

@@ -328,7 +328,7 @@ def test_asyncapi_alarm_api_is_request_reply() -> None:
     assert QUEUE in channel["description"]
     action = resolve(channel["parameters"]["action"]["$ref"])
     assert tuple(action["enum"]) == ACTIONS == schema.ALARM_ACTIONS
-    op = ASYNCAPI["operations"]["handle_alarm_request"]
+    op = ASYNCAPI["operations"]["handle_alarm_api"]
     assert op["action"] == "receive" and resolve(op["channel"]["$ref"]) is channel
     assert resolve(op["reply"]["channel"]["$ref"])["address"] is None
     for ref in (*op["messages"], *op["reply"]["messages"]):
