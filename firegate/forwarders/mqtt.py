@@ -248,6 +248,9 @@ class MqttFaultDestination:
 
     async def _discard(self, client: aiomqtt.Client) -> None:
         """Close a connection we no longer use; errors are moot, the wait is short."""
+        lost = client._disconnected  # the broker went away: that is why we drop it, not news
+        if lost.done() and not lost.cancelled():
+            lost.exception()
         if _paho(client).socket() is None:
             return  # refused, or paho already closed it: nothing to close (and no aiomqtt warning)
         try:
