@@ -74,6 +74,11 @@ forward_filtered: Final = Counter(
 forward_in_flight: Final = Gauge(
     "firegate_forward_in_flight", "Events fetched and not yet delivered, by destination.", ["destination"]
 )
+forward_connections: Final = Gauge(
+    "firegate_forward_connections",
+    "Open connections to outside systems that keep one (the MQTT brokers), by destination.",
+    ["destination"],
+)
 forward_latency: Final = Histogram(
     "firegate_forward_latency_seconds",
     "Time from an event's storage in the stream to its acceptance by the destination.",

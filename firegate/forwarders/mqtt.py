@@ -48,7 +48,9 @@ from paho.mqtt.enums import MQTTErrorCode
 from firegate.bus.events import DeviceOffline, DeviceOnline, Envelope, FaultCleared, FaultRaised, Point
 from firegate.forwarders.delivery import Delivery
 from firegate.forwarders.errors import DeliveryError
+from firegate.forwarders.metrics import forward_connections
 
+_LINKS = forward_connections.labels(destination="mqtt")
 log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -163,6 +165,7 @@ class MqttFaultDestination:
         client, self._client = self._client, None
         if client is None:
             return
+        _LINKS.dec()
         try:
             async with asyncio.timeout(self.timeout):
                 await client.__aexit__(None, None, None)
@@ -229,6 +232,7 @@ class MqttFaultDestination:
                 raise DeliveryError("closed", f"{self._where}: destination closed", retryable=True)
             log.info("MQTT connected to %s", self._where)
             self._client = client
+            _LINKS.inc()
             return client
 
     async def _publish(self, client: aiomqtt.Client, messages: list[tuple[str, bytes, bool]]) -> None:
@@ -243,6 +247,7 @@ class MqttFaultDestination:
             return
         if self._client is client:
             self._client = None
+            _LINKS.dec()
             log.warning("MQTT connection to %s dropped; the next delivery reconnects", self._where)
         await self._discard(client)
 

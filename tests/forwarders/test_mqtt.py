@@ -324,3 +324,21 @@ def test_default_ports() -> None:
     assert MqttFaultDestination("mqtt://broker").port == 1883
     assert MqttFaultDestination("mqtts://broker").port == 8883
     assert MqttFaultDestination("mqtts://broker:9000").port == 9000
+
+
+async def test_the_link_gauge_follows_the_connection(broker: MosquittoBroker) -> None:
+    from firegate.forwarders.metrics import forward_connections
+
+    gauge = forward_connections.labels(destination="mqtt")
+    before = gauge._value.get()
+    async with destination(broker.url) as dest:
+        await dest.deliver(delivery(raised()))
+        assert gauge._value.get() == before + 1
+        broker.kill()
+        with pytest.raises(DeliveryError):
+            await dest.deliver(delivery(raised()))
+        assert gauge._value.get() == before
+        await broker.start()
+        await dest.deliver(delivery(raised()))
+        assert gauge._value.get() == before + 1
+    assert gauge._value.get() == before
