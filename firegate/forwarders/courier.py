@@ -126,31 +126,42 @@ class Courier:
         )
 
     async def run(self) -> None:
-        """Until cancelled; NATS trouble is waited out, never fatal."""
+        """Until cancelled. NATS trouble is waited out; even a bug in a delivery only restarts
+        this courier (what it held unacked is redelivered), never the whole process."""
         try:
-            async with asyncio.TaskGroup() as tg:
-                while True:
-                    try:
-                        sub = await self._subscribe()
-                    except (TimeoutError, nats.errors.Error) as e:
-                        log.warning("%s forwarder: cannot open consumer %s: %r", self.label,
-                                    self.settings.durable, e)
-                        await asyncio.sleep(1.0)
-                        continue
-                    self.ready.set()
-                    try:
-                        await self._pump(sub, tg)
-                    except (nats.errors.Error, OSError) as e:
-                        log.warning("%s forwarder: consumer lost (%r), reopening", self.label, e)
-                        await asyncio.sleep(1.0)
-                    finally:
-                        self.ready.clear()
-                        with contextlib.suppress(Exception):
-                            await sub.unsubscribe()
+            while True:
+                try:
+                    await self._session()
+                except Exception as e:  # an ExceptionGroup from a lane, or the pump itself
+                    log.exception("%s forwarder: restarting after an unexpected error: %r", self.label, e)
+                    await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5.0):
                     await self.destination.close()
+
+    async def _session(self) -> None:
+        self._lanes.clear()
+        self._in_flight.clear()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                try:
+                    sub = await self._subscribe()
+                except (TimeoutError, nats.errors.Error) as e:
+                    log.warning("%s forwarder: cannot open consumer %s: %r", self.label,
+                                self.settings.durable, e)
+                    await asyncio.sleep(1.0)
+                    continue
+                self.ready.set()
+                try:
+                    await self._pump(sub, tg)
+                except (nats.errors.Error, OSError) as e:
+                    log.warning("%s forwarder: consumer lost (%r), reopening", self.label, e)
+                    await asyncio.sleep(1.0)
+                finally:
+                    self.ready.clear()
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
 
     async def _pump(self, sub: JetStreamContext.PullSubscription, tg: asyncio.TaskGroup) -> None:
         while True:

@@ -244,3 +244,20 @@ async def test_a_new_destination_does_not_get_events_older_than_its_max_age(rig:
         assert await rig.fake.wait_for(1, 5) == ["inc-new:1"]
         await asyncio.sleep(0.3)
     assert rig.fake.accepted == ["inc-new:1"] and await rig.dead_letters() == []
+
+
+async def test_a_bug_in_a_lane_restarts_the_courier_and_loses_nothing(rig: Rig) -> None:
+    courier = rig.courier(ack_wait=1.0)
+    calls: list[int] = []
+
+    def buggy(delivery: Delivery) -> None:
+        calls.append(delivery.stream_seq)
+        if len(calls) == 1:
+            raise RuntimeError("a bug after acceptance, before the ack")
+
+    courier.on_accepted = buggy
+    async with rig.running(courier):
+        await publish(rig.js, confirmed())
+        await wait_until(lambda: len(calls) >= 2, 10)  # restarted, redelivered, acked
+        await wait_until(lambda: _consumer_done(rig), 5)
+    assert rig.fake.accepted == ["inc-1:1"] and len(rig.fake.requests) == 2
