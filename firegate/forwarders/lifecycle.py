@@ -413,6 +413,9 @@ class Lifecycle:
             answer = {"ok": False, "error": "bad_request", "detail": str(e)}
         except (TimeoutError, nats.errors.Error, Conflict) as e:
             answer = {"ok": False, "error": "unavailable", "detail": f"try again: {e!r}"}
+        except Exception as e:  # an operator always gets an answer, even from a bug
+            log.exception("alarm lifecycle: %s request failed", action)
+            answer = {"ok": False, "error": "internal", "detail": repr(e)}
         if msg.reply:
             with contextlib.suppress(Exception):
                 await msg.respond(json.dumps(answer, ensure_ascii=False).encode())
