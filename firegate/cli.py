@@ -142,7 +142,8 @@ def _alarm(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        print(f"incident {result.get('incident')}: {result.get('state')}")
+        already = f" already (by {result.get('decided_by')})" if result.get("already") else ""
+        print(f"incident {result.get('incident')}:{already} {result.get('state')}")
     return 0
 
 

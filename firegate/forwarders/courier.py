@@ -90,6 +90,7 @@ class Courier:
         key: Callable[[Envelope], str] = _key_of_event,
         accept: Callable[[Envelope], bool] = lambda event: True,
         on_accepted: Callable[[Delivery], None] | None = None,
+        superseded: Callable[[Envelope], bool] | None = None,
     ) -> None:
         self.js = js
         self.destination = destination
@@ -98,6 +99,7 @@ class Courier:
         self.key = key
         self.accept = accept
         self.on_accepted = on_accepted
+        self.superseded = superseded
         self.label = destination.name
         self._lanes: dict[str, _Lane] = {}
         self._in_flight: set[int] = set()  # stream sequences fetched and not yet acked
@@ -204,7 +206,7 @@ class Courier:
             while lane.queue:
                 msg = lane.queue[0]
                 try:
-                    await self._deliver(msg)
+                    await self._deliver(msg, lane)
                 finally:
                     lane.queue.popleft()
                     self._in_flight.discard(msg.metadata.sequence.stream)
@@ -215,9 +217,14 @@ class Courier:
             if not lane.queue:
                 self._lanes.pop(key, None)
 
-    async def _deliver(self, msg: Msg) -> None:
+    async def _deliver(self, msg: Msg, lane: _Lane) -> None:
         event = parse_event(msg.data)
         meta = msg.metadata
+        if self.superseded is not None and self.superseded(event):
+            # a later snapshot of the same thing was accepted already (redelivery reordered them)
+            m.forward_filtered.labels(destination=self.label).inc()
+            await self._ack(msg)
+            return
         stored_at = meta.timestamp.timestamp() if meta.timestamp else time.time()
         attempt = 0
         delay = self.settings.backoff_initial
@@ -253,16 +260,18 @@ class Courier:
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("%s forwarder: %s not delivered (attempt %d, %s), retrying",
                                 self.label, event.id, attempt, failure)
-            await self._wait(msg, random.uniform(0, delay))  # full jitter
+            await self._wait(lane, random.uniform(0, delay))  # full jitter
             delay = min(delay * 2, self.settings.backoff_max)
 
-    async def _wait(self, msg: Msg, seconds: float) -> None:
-        """Sleep, telling the server we still hold the message so it is not redelivered."""
+    async def _wait(self, lane: _Lane, seconds: float) -> None:
+        """Sleep, telling the server we still hold the lane's messages (the one being retried
+        and those queued behind it), so none is redelivered out of order meanwhile."""
         end = time.monotonic() + seconds
         beat = max(0.5, self.settings.ack_wait / 3)
         while True:
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            for held in list(lane.queue):
+                with contextlib.suppress(Exception):
+                    await held.in_progress()
             left = end - time.monotonic()
             if left <= 0:
                 return

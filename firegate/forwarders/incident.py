@@ -38,7 +38,7 @@ AlarmState = Literal["pending", "confirmed", "dismissed", "merged"]
 IncidentState = Literal["pending", "confirmed", "dismissed"]
 DismissReason = Literal["false", "test"]
 DISMISS_REASONS: tuple[DismissReason, ...] = ("false", "test")
-MAX_ALARMS = 1000  # per incident: bounds the KV value (about 1 KB an alarm)
+MAX_ALARMS = 300  # per incident: about 1 KB each stored plus its 119 snapshot in the outbox, < 1 MB
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class Policy:
 class AlarmRecord(BaseModel):
     """One fire alarm inside an incident."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # stored: a newer version's fields must not break us
     id: str
     device: str
     site: str
@@ -113,7 +113,7 @@ class AlarmRecord(BaseModel):
 
 
 class OutboxItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
     subject: str
     msg_id: str
     data: str
@@ -122,7 +122,7 @@ class OutboxItem(BaseModel):
 class Incident(BaseModel):
     """The stored state of one incident (one KV value)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     id: str
     site: str
     test: bool
@@ -198,10 +198,25 @@ class Incident(BaseModel):
         self._confirm_alarms(pending, now, site)
         return pending
 
-    def dismiss(self, reason: str, by: str, now: datetime, note: str | None = None) -> list[AlarmRecord]:
+    def dismiss(
+        self, reason: str, by: str, now: datetime, note: str | None = None, *, seen: str | None = None
+    ) -> list[AlarmRecord]:
+        """Close the incident as false or test. ``seen``: the alarm the operator named; newer
+        pending alarms refuse the dismissal, since nobody has looked at them yet (a real fire
+        on another floor must not be closed with a faulty detector's false alarm)."""
         if reason not in DISMISS_REASONS:
             raise AlarmError("bad_reason", f"reason must be one of {', '.join(DISMISS_REASONS)}", reason)
         self._decidable()
+        named = self.alarm(seen) if seen is not None else None
+        if named is not None:
+            newer = [a for a in self.alarms if a.state == "pending" and a.received_at > named.received_at]
+            if newer:
+                raise AlarmError(
+                    "changed",
+                    f"{len(newer)} newer alarm(s) of this incident arrived after {seen} (the newest: "
+                    f"{newer[-1].id}); review them, then dismiss the newest or the incident {self.id}",
+                    [a.id for a in newer],
+                )
         self.state, self.decided_at, self.decided_by, self.note = "dismissed", now, by, note
         self.reason = "false" if reason == "false" else "test"
         pending = [a for a in self.alarms if a.state == "pending"]

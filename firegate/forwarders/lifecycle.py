@@ -38,6 +38,8 @@ from firegate.forwarders.store import AlarmStore, Conflict
 log = logging.getLogger(__name__)
 CAS_ATTEMPTS = 50
 LIST_LIMIT = 2000  # rows per answer: a NATS message is at most 1 MB by default
+API_WORKERS = 8
+API_QUEUE = 256
 
 
 def _now() -> datetime:
@@ -163,13 +165,17 @@ class Lifecycle:
             return
         try:
             await self.ingest(event)
-        except (TimeoutError, nats.errors.Error, Conflict) as e:
+        except Exception as e:  # one alarm's trouble never holds up the rest of the batch
             m.lifecycle_errors.labels(reason="ingest").inc()
-            log.warning("alarm lifecycle: %s not filed yet, redelivered in 1 s: %r", event.id, e)
+            transient = isinstance(e, TimeoutError | nats.errors.Error | Conflict)
+            log.log(logging.WARNING if transient else logging.ERROR,
+                    "alarm lifecycle: %s not filed yet, redelivered in 1 s: %r", event.id, e,
+                    exc_info=not transient)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
             return
-        await msg.ack()
+        with contextlib.suppress(Exception):  # unacked, it comes back and changes nothing
+            await msg.ack()
 
     # -- alarms in
 
@@ -177,32 +183,36 @@ class Lifecycle:
         """File one fire alarm (idempotent: a redelivery changes nothing), then apply policies."""
         now = _now()
         site = self.site_info(event.site)
-        known = await self.store.incident_of(event.id)
+        known = await self.store.incident_of(event.id) or self._resolve_alarm(event.id)
         if known is None:
-            # an earlier delivery may have stored the incident and died before the index
+            # an earlier delivery may have stored it and died before the index
             loaded = await self.store.load(open_incident(event).id)
             if loaded is not None and loaded[0].alarm(event.id) is not None:
                 known = loaded[0].id
         if known is not None:
-            # stored before it was indexed: only the policies and the outbox may be left to do
+            # stored before: only the index, the policies and the outbox may be left to do
             m.alarms_ingested.labels(result="duplicate_delivery").inc()
-            await self._apply_policies(known, now)
-            await self._flush(known)
-            loaded = await self.store.load(known)
-            if loaded is None:
-                raise AlarmError("unknown", f"no incident {known}", known)
-            return loaded[0]
-        incident = await self._file(event, now, site)
-        await self.store.remember(event.id, incident.id)
-        await self._apply_policies(incident.id, now)
-        await self._flush(incident.id)
-        return incident
+            incident_id = known
+        else:
+            incident_id = (await self._file(event, now, site)).id
+        await self.store.remember(event.id, incident_id)
+        await self._apply_policies(incident_id, now)
+        await self._flush(incident_id)
+        loaded = await self.store.load(incident_id)
+        if loaded is None:
+            raise AlarmError("unknown", f"no incident {incident_id}", incident_id)
+        return loaded[0]
 
     async def _file(self, event: FireAlarm, now: datetime, site: SiteInfo) -> Incident:
+        """Join the site's open incident, or open one. A new incident is stored before the head
+        points at it, so another instance never sees a head without its incident; of two that
+        open one at once, the head's compare-and-set picks one and the other withdraws."""
         head_key = f"{event.site}.test" if event.test else event.site
         for _ in range(CAS_ATTEMPTS):
             head_id, head_rev = await self.store.head(head_key)
             loaded = await self.store.load(head_id) if head_id else None
+            if loaded is not None and loaded[0].alarm(event.id) is not None:
+                return loaded[0]  # filed by an earlier delivery, whatever happened to it since
             if loaded is not None and loaded[0].accepts(event, self.policy):
                 incident, revision = loaded
                 incident.add(event, now, site)
@@ -217,15 +227,22 @@ class Lifecycle:
             incident = open_incident(event)
             incident.add(event, now, site)
             try:
-                await self.store.set_head(head_key, incident.id, head_rev)
                 await self.store.save(incident, None)
             except Conflict:
-                continue  # another instance moved the head or created it: look again
+                continue  # it exists: an earlier delivery of this alarm made it (found above next)
+            try:
+                await self.store.set_head(head_key, incident.id, head_rev)
+            except Conflict:
+                await self.store.withdraw(incident.id)  # another instance opened one first: join it
+                continue
             m.alarms_ingested.labels(result="new").inc()
             self.view[incident.id] = incident
             log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id)
             return incident
         raise Conflict(f"head.{head_key}")
+
+    def _resolve_alarm(self, alarm_id: str) -> str | None:
+        return next((i.id for i in self.view.values() if i.alarm(alarm_id) is not None), None)
 
     def _count_merge(self, incident: Incident, alarm_id: str) -> None:
         alarm = incident.alarm(alarm_id)
@@ -243,6 +260,7 @@ class Lifecycle:
             before = incident.model_dump_json()
             change(incident)
             if incident.model_dump_json() == before:
+                self.view[incident.id] = incident  # what is stored, even if the watch lags
                 return incident
             try:
                 await self.store.save(incident, revision)
@@ -268,45 +286,70 @@ class Lifecycle:
             await self._decide(incident_id, f"policy:{name}", "confirmed", None, None, now)
 
     async def _decide(
-        self, incident_id: str, by: str, state: str, reason: str | None, note: str | None, now: datetime
-    ) -> Incident:
+        self,
+        incident_id: str,
+        by: str,
+        state: str,
+        reason: str | None,
+        note: str | None,
+        now: datetime,
+        seen: str | None = None,
+    ) -> tuple[Incident, bool]:
+        """Apply a decision; (incident, False) if it was already so decided (idempotent: an
+        operator retrying after a lost answer succeeds). The answer comes once the decision is
+        stored; publishing it is retried by the ticker if NATS is slow right now."""
         how: Literal["operator", "policy"] = "policy" if by.startswith("policy:") else "operator"
 
         def change(incident: Incident) -> None:
             if state == "confirmed":
                 incident.confirm(by, how, now, self.site_info(incident.site), note)
             else:
-                incident.dismiss(reason or "", by, now, note)
+                incident.dismiss(reason or "", by, now, note, seen=seen)
 
-        incident = await self._change(incident_id, change)
+        try:
+            incident = await self._change(incident_id, change)
+        except AlarmError as e:
+            if e.reason == "already_decided" and e.value == state:
+                loaded = await self.store.load(incident_id)
+                current = loaded[0] if loaded else None
+                if current is not None and (state == "confirmed" or current.reason == reason):
+                    return current, False
+            raise
         m.alarm_transitions.labels(state=incident.state, how=how).inc()
         m.alarm_decision_seconds.labels(how=how).observe((now - incident.opened_at).total_seconds())
         level = logging.WARNING if incident.state == "confirmed" else logging.INFO
         log.log(level, "incident %s %s by %s%s", incident.id, incident.state, by,
                 f" as {reason}" if reason else "")
-        await self._flush(incident.id)
-        return incident
+        try:
+            await self._flush(incident.id)
+        except (TimeoutError, nats.errors.Error, Conflict) as e:
+            log.warning("incident %s: decision stored, its event not yet published (retried): %r",
+                        incident.id, e)
+        return incident, True
 
     def _resolve(self, some_id: str) -> str | None:
         """An incident id, or the incident of an alarm id (from the view)."""
-        if some_id in self.view:
-            return some_id
-        for incident in self.view.values():
-            if incident.alarm(some_id) is not None:
-                return incident.id
-        return None
+        return some_id if some_id in self.view else self._resolve_alarm(some_id)
 
-    async def confirm(self, some_id: str, operator: str, note: str | None = None) -> Incident:
+    async def _incident_for(self, some_id: str) -> str:
         incident_id = self._resolve(some_id) or await self.store.incident_of(some_id)
         if incident_id is None:
             raise AlarmError("unknown", f"no alarm or incident {some_id}", some_id)
+        return incident_id
+
+    async def confirm(self, some_id: str, operator: str, note: str | None = None) -> tuple[Incident, bool]:
+        """Confirm the incident of an alarm (or an incident by id): a real fire, to 119."""
+        incident_id = await self._incident_for(some_id)
         return await self._decide(incident_id, operator, "confirmed", None, note, _now())
 
-    async def dismiss(self, some_id: str, reason: str, operator: str, note: str | None = None) -> Incident:
-        incident_id = self._resolve(some_id) or await self.store.incident_of(some_id)
-        if incident_id is None:
-            raise AlarmError("unknown", f"no alarm or incident {some_id}", some_id)
-        return await self._decide(incident_id, operator, "dismissed", reason, note, _now())
+    async def dismiss(
+        self, some_id: str, reason: str, operator: str, note: str | None = None
+    ) -> tuple[Incident, bool]:
+        """Dismiss the incident of an alarm, refused if newer alarms arrived since that alarm;
+        by incident id, the whole incident."""
+        incident_id = await self._incident_for(some_id)
+        seen = None if some_id == incident_id else some_id
+        return await self._decide(incident_id, operator, "dismissed", reason, note, _now(), seen)
 
     def rows(self, state: str | None = None, site: str | None = None) -> list[dict[str, object]]:
         out = [
@@ -389,12 +432,31 @@ class Lifecycle:
     # -- the API
 
     async def _serve_api(self) -> None:
+        """Requests are queued to a few workers: nats-py runs one subscription's callbacks one at
+        a time, and a confirm waiting on a slow KV must not hold up the next operator."""
+        requests: asyncio.Queue[Msg] = asyncio.Queue(API_QUEUE)
+
+        async def enqueue(msg: Msg) -> None:
+            try:
+                requests.put_nowait(msg)
+            except asyncio.QueueFull:
+                busy = {"ok": False, "error": "busy", "detail": "too many requests queued; try again"}
+                with contextlib.suppress(Exception):
+                    await msg.respond(json.dumps(busy).encode())
+
+        async def worker() -> None:
+            while True:
+                await self._answer(await requests.get())
+
         subs = []
         try:
-            for action in api.ACTIONS:
-                subs.append(await self.nc.subscribe(f"{api.PREFIX}.{action}", queue=api.QUEUE,
-                                                    cb=self._answer))
-            await asyncio.Event().wait()  # until cancelled
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(API_WORKERS):
+                    tg.create_task(worker())
+                for action in api.ACTIONS:
+                    subs.append(
+                        await self.nc.subscribe(f"{api.PREFIX}.{action}", queue=api.QUEUE, cb=enqueue)
+                    )
         finally:
             for sub in subs:
                 with contextlib.suppress(Exception):
@@ -432,15 +494,17 @@ class Lifecycle:
         note = body.get("note")
         note = str(note) if note else None
         if action == "confirm":
-            incident = await self.confirm(some_id, operator, note)
+            incident, changed = await self.confirm(some_id, operator, note)
         elif action == "dismiss":
-            incident = await self.dismiss(some_id, str(body.get("reason") or ""), operator, note)
+            incident, changed = await self.dismiss(some_id, str(body.get("reason") or ""), operator, note)
         else:
             raise ValueError(f"unknown action {action!r}")
         return {
             "ok": True,
             "incident": incident.id,
             "state": incident.state,
+            "already": not changed,
+            "decided_by": incident.decided_by,
             "alarms": [listing(incident, a) for a in incident.alarms],
         }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -71,15 +72,37 @@ def _by_incident(event: Envelope) -> str:
     return event.incident.incident_id if isinstance(event, FireConfirmed) else event.device
 
 
-def _confirmed_delivered(delivery: Delivery) -> None:
-    # the confirmed event's received_at is the moment of the decision (this update's)
-    m.confirm_to_119.observe(max(0.0, time.time() - delivery.event.received_at.timestamp()))
+class LatestUpdates:
+    """The highest update of each incident an endpoint accepted. Every update is a whole
+    snapshot, so an older one arriving after a newer (a redelivery after a restart) is skipped."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._accepted: OrderedDict[str, int] = OrderedDict()
+
+    def superseded(self, event: Envelope) -> bool:
+        if not isinstance(event, FireConfirmed):
+            return False
+        return self._accepted.get(event.incident.incident_id, 0) >= event.incident.update
+
+    def accepted(self, delivery: Delivery) -> None:
+        event = delivery.event
+        if not isinstance(event, FireConfirmed):
+            return
+        # the confirmed event's received_at is the moment of the decision (this update's)
+        m.confirm_to_119.observe(max(0.0, time.time() - event.received_at.timestamp()))
+        key = event.incident.incident_id
+        self._accepted[key] = max(self._accepted.get(key, 0), event.incident.update)
+        self._accepted.move_to_end(key)
+        while len(self._accepted) > self.limit:
+            self._accepted.popitem(last=False)
 
 
 def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
     d = settings.dispatch119
     out = []
     for url in d.urls:
+        latest = LatestUpdates()
         poster = _poster(url, "119", d, body=incident_body, idempotency_key=incident_key)
         out.append(
             Courier(
@@ -89,7 +112,8 @@ def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]
                 stream=settings.bus.stream,
                 key=_by_incident,
                 accept=lambda e: isinstance(e, FireConfirmed),
-                on_accepted=_confirmed_delivered,
+                on_accepted=latest.accepted,
+                superseded=latest.superseded,
             )
         )
     return out

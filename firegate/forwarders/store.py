@@ -86,6 +86,11 @@ class AlarmStore:
         async with asyncio.timeout(self.timeout):
             await self.kv.put(f"alarm.{_key_safe(alarm_id)}", incident_id.encode())
 
+    async def withdraw(self, incident_id: str) -> None:
+        """Remove an incident nobody could have joined yet (it lost the race for the head)."""
+        async with asyncio.timeout(self.timeout):
+            await self.kv.purge(f"incident.{incident_id}")
+
     async def forget(self, incident: Incident) -> None:
         """Remove a closed incident past its retention (its events stay in the stream)."""
         async with asyncio.timeout(self.timeout):

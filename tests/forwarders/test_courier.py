@@ -261,3 +261,26 @@ async def test_a_bug_in_a_lane_restarts_the_courier_and_loses_nothing(rig: Rig) 
         await wait_until(lambda: len(calls) >= 2, 10)  # restarted, redelivered, acked
         await wait_until(lambda: _consumer_done(rig), 5)
     assert rig.fake.accepted == ["inc-1:1"] and len(rig.fake.requests) == 2
+
+
+async def test_after_a_restart_119_never_goes_back_to_an_older_update(rig: Rig) -> None:
+    from firegate.forwarders.routes import LatestUpdates
+
+    def courier() -> Courier:
+        c = rig.courier(ack_wait=1.0)
+        latest = LatestUpdates()
+        c.on_accepted, c.superseded = latest.accepted, latest.superseded
+        return c
+
+    rig.fake.down = True
+    async with rig.running(courier()):
+        for update in (1, 2, 3):
+            await publish(rig.js, confirmed(update=update))
+        await wait_until(lambda: len(rig.fake.requests) >= 2, 5)  # retrying update 1
+    rig.fake.down = False
+    async with rig.running(courier()):
+        await publish(rig.js, confirmed(update=4))  # fetched before the redeliveries
+        await wait_until(lambda: _consumer_done(rig), 10)
+    updates = [int(k.split(":")[1]) for k in rig.fake.accepted]
+    assert updates == sorted(updates) and updates[-1] == 4, updates
+    assert rig.fake.incidents["inc-1"]["update"] == 4

@@ -127,8 +127,10 @@ async def test_an_alarm_is_pending_then_confirmed_by_an_operator(bench: Bench) -
         assert rows[0]["location"] == "detector 1"
         answer = await bench.call("confirm", id=a.id, operator="zhang", note="called the site")
         assert answer["ok"] and answer["state"] == "confirmed", answer
-        again = await bench.call("confirm", id=a.id, operator="li")
-        assert not again["ok"] and again["error"] == "already_decided"
+        again = await bench.call("confirm", id=a.id, operator="li")  # a retry: idempotent
+        assert again["ok"] and again["already"] and again["decided_by"] == "zhang", again
+        contrary = await bench.call("dismiss", id=a.id, reason="false", operator="li")
+        assert not contrary["ok"] and contrary["error"] == "already_decided"
         (confirmed,) = await stored(bench.nc, "fire.confirmed.>")
         report = confirmed.incident
         assert confirmed.subject == "fire.confirmed.74565"
@@ -340,3 +342,54 @@ async def test_a_new_lifecycle_files_only_recent_alarms(bench: Bench) -> None:
         await wait_until(lambda: _count(bench, 1), 5)
         await asyncio.sleep(0.3)
         assert [r["id"] for r in await bench.rows()] == [recent.id]
+
+
+async def test_two_instances_opening_a_site_at_once_agree_on_one_incident(bench: Bench) -> None:
+    async with bench.lifecycle() as one, bench.lifecycle() as two:
+        slow = AlarmStore(bench.store.kv)
+        create = slow.save
+
+        async def save_slowly(incident: Any, revision: int | None) -> int:
+            if revision is None:
+                await asyncio.sleep(0.3)  # the other instance reads the head meanwhile
+            return await create(incident, revision)
+
+        slow.save = save_slowly  # type: ignore[method-assign]
+        one.store = slow
+        a, b = alarm("1", site="SH-1", component=1), alarm("2", site="SH-1", component=2)
+        await asyncio.gather(one.ingest(a), two.ingest(b))
+        await wait_until(lambda: _count(bench, 2), 5)
+        rows = await bench.rows()
+        assert len({r["incident"] for r in rows}) == 1, rows
+
+
+async def test_a_redelivered_alarm_of_a_dismissed_incident_stays_dismissed(bench: Bench) -> None:
+    async with bench.lifecycle() as lc:
+        first, second = alarm(component=1), alarm(component=2)
+        await lc.ingest(first)
+        remember = lc.store.remember
+
+        async def lost(alarm_id: str, incident_id: str) -> None:
+            raise TimeoutError("the index write never came back")
+
+        lc.store.remember = lost  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            await lc.ingest(second)  # joined and stored, not indexed: redelivered later
+        lc.store.remember = remember  # type: ignore[method-assign]
+        assert (await bench.call("dismiss", id=second.id, reason="false"))["ok"]
+        await lc.ingest(second)  # the redelivery
+        rows = await bench.rows()
+        assert sorted(r["state"] for r in rows) == ["dismissed", "dismissed"]
+        assert len({r["incident"] for r in rows}) == 1
+
+
+async def test_a_dismissal_never_closes_alarms_the_operator_has_not_seen(bench: Bench) -> None:
+    async with bench.lifecycle() as lc:
+        faulty, fire = alarm(component=1), alarm(component=7, tag="later")
+        await lc.ingest(faulty)
+        await lc.ingest(fire)  # a real fire elsewhere in the building, after the false alarm
+        refused = await bench.call("dismiss", id=faulty.id, reason="false")
+        assert not refused["ok"] and refused["error"] == "changed" and fire.id in refused["detail"]
+        assert {r["state"] for r in await bench.rows()} == {"pending"}
+        ok = await bench.call("dismiss", id=fire.id, reason="false")  # seen them all: allowed
+        assert ok["ok"] and ok["state"] == "dismissed"
