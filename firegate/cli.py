@@ -134,6 +134,9 @@ def _alarm(args: argparse.Namespace) -> int:
         return 1
     if args.action == "list":
         rows = result.get("alarms")
+        total = result.get("total")
+        if isinstance(rows, list) and isinstance(total, int) and total > len(rows):
+            sys.stderr.write(f"firegate alarm list: the newest {len(rows)} of {total} (--limit)\n")
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
         else:

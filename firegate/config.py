@@ -10,6 +10,7 @@ and YAML's own exceptions never escape.
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 from contextvars import ContextVar
 from datetime import time
@@ -228,6 +229,23 @@ def _tls_pair(cert: Path | None, key: Path | None) -> list[tuple[str, str, objec
     return []
 
 
+def _tls_files(ca: Path | None, cert: Path | None, key: Path | None) -> list[tuple[str, str, object]]:
+    """Load the files as `firegate run` will, so a wrong file fails `config check`, not the start."""
+    problems = _tls_pair(cert, key)
+    if problems:
+        return problems
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+    except (ssl.SSLError, OSError) as e:
+        problems.append(("tls_ca", f"not a readable PEM CA certificate ({e})", str(ca)))
+    if cert is not None and key is not None:
+        try:
+            (ctx or ssl.create_default_context()).load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as e:
+            problems.append(("tls_cert", f"certificate and key do not load as a pair ({e})", str(cert)))
+    return problems
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -265,7 +283,7 @@ class Nats(_Section):
 
     @model_validator(mode="after")
     def _auth(self) -> Nats:
-        problems = _tls_pair(self.tls_cert, self.tls_key)
+        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key)
         if (self.user is None) != (self.password is None):
             key = "password" if self.password is None else "user"
             problems.append((key, "user and password go together: set both or neither", MISSING))
@@ -372,6 +390,13 @@ class _Delivery(_Section):
         return self
 
 
+def _timeout_fits(d: Dispatch119 | MqttDestination | WebhookDestination) -> list[tuple[str, str, object]]:
+    # the server redelivers a message held past ack_wait: an attempt must end before that
+    if d.timeout >= d.ack_wait:
+        return [("timeout", f"must be below ack_wait ({d.ack_wait:g} s)", d.timeout)]
+    return []
+
+
 class Dispatch119(_Delivery):
     # one URL, or a comma-separated list: each endpoint gets every confirmed fire
     url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_urls)] = None
@@ -387,7 +412,7 @@ class Dispatch119(_Delivery):
 
     @model_validator(mode="after")
     def _pairs(self) -> Dispatch119:
-        raise_problems(_tls_pair(self.tls_cert, self.tls_key))
+        raise_problems(_tls_files(self.tls_ca, self.tls_cert, self.tls_key) + _timeout_fits(self))
         return self
 
 
@@ -401,7 +426,8 @@ class _FaultFilter(_Delivery):
 
 class MqttDestination(_FaultFilter):
     url: Annotated[str, AfterValidator(_mqtt_url)]
-    topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s]+$")] = "firegate"
+    # not only slashes, and no wildcard, whitespace or NUL: it starts every topic
+    topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s\x00]*[^#+\s\x00/][^#+\s\x00]*$")] = "firegate"
     username: OptStr = None
     password: OptSecret = None
     tls_ca: OptFile = None
@@ -411,7 +437,8 @@ class MqttDestination(_FaultFilter):
 
     @model_validator(mode="after")
     def _pairs(self) -> MqttDestination:
-        problems = _tls_pair(self.tls_cert, self.tls_key)
+        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key)
+        problems += _timeout_fits(self)
         given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None]
         if given and not self.url.startswith("mqtts://"):
             problems.append((given[0], "TLS settings need an mqtts:// url", MISSING))
@@ -429,7 +456,7 @@ class WebhookDestination(_FaultFilter):
 
     @model_validator(mode="after")
     def _pairs(self) -> WebhookDestination:
-        raise_problems(_tls_pair(self.tls_cert, self.tls_key))
+        raise_problems(_tls_files(self.tls_ca, self.tls_cert, self.tls_key) + _timeout_fits(self))
         return self
 
 
@@ -527,6 +554,9 @@ class Settings(BaseSettings):
             if self.bus.max_bytes > self.nats.embedded_max_file:
                 why = f"exceeds nats.embedded_max_file ({self.nats.embedded_max_file} bytes)"
                 problems.append(("bus.max_bytes", why, self.bus.max_bytes))
+        if self.alarms.catch_up > self.alarms.retention:
+            why = "must not exceed alarms.retention: a new lifecycle would refile forgotten alarms"
+            problems.append(("alarms.catch_up", why, self.alarms.catch_up))
         problems += _port_clashes(self)
         raise_problems(problems)
         return self

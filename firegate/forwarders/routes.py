@@ -123,11 +123,13 @@ def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]
 
 
 def fault_filter(f: _FaultFilter) -> Callable[[Envelope], bool]:
+    kinds = set(f.kinds)
     sites = set(f.sites)
     systems = set(f.system_types)
 
     def accept(event: Envelope) -> bool:
-        if sites and event.site not in sites:
+        # kinds again here: an existing durable consumer keeps the subjects it was created with
+        if event.kind not in kinds or (sites and event.site not in sites):
             return False
         point = getattr(event, "point", None)
         system = getattr(point, "system_type", None)
