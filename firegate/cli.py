@@ -150,6 +150,47 @@ def _alarm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deadletter(args: argparse.Namespace) -> int:
+    """`firegate deadletter list|replay`: events the forwarders could not deliver."""
+    import asyncio
+    import json
+
+    from firegate.forwarders.deadletters import dead_letters, replay
+
+    async def go() -> int:
+        nc = await _cli_connect(args.config)
+        try:
+            js = nc.jetstream(timeout=5.0)
+            letters = await dead_letters(js)
+            if args.action == "list":
+                rows = [d.row() for d in letters]
+                if args.json:
+                    print(json.dumps(rows, ensure_ascii=False))
+                elif not rows:
+                    print("no dead letters")
+                for r in rows if not args.json else []:
+                    print(f"{r['seq']:>6} {r['parked_at']} {r['destination']:<8} {r['reason']:<8} "
+                          f"{r['subject']} {r['event_id']}  {r['detail']}")
+                return 0
+            wanted = set(args.seq)
+            chosen = [d for d in letters if args.all or d.seq in wanted]
+            missing = wanted - {d.seq for d in chosen}
+            if missing:
+                sys.stderr.write(f"firegate deadletter replay: no dead letter {sorted(missing)}\n")
+                return 1
+            done = await replay(js, chosen)
+            print(f"replayed {len(done)} of {len(chosen)}: {done}")
+            return 0 if len(done) == len(chosen) else 1
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(go())
+    except Exception as e:
+        sys.stderr.write(f"firegate deadletter: {type(e).__name__}: {e}\n")
+        return 2
+
+
 def _operator() -> str:
     import getpass
     import os
@@ -267,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="find NATS from this configuration file")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
         p.set_defaults(func=_alarm)
+
+    dead = sub.add_parser("deadletter", help="events the forwarders could not deliver: list, replay")
+    dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dead_list = dead_sub.add_parser("list", help="the parked events, oldest first")
+    dead_list.add_argument("--json", action="store_true", help="machine-readable output")
+    dead_replay = dead_sub.add_parser("replay", help="publish parked events again, then remove them")
+    dead_replay.add_argument("seq", type=int, nargs="*", help="dead-letter sequence numbers (see list)")
+    dead_replay.add_argument("--all", action="store_true", help="every parked event")
+    for p in (dead_list, dead_replay):
+        p.add_argument("--config", help="find NATS from this configuration file")
+        p.set_defaults(func=_deadletter)
 
     sim = sub.add_parser(
         "sim", help="simulated UITDs: load generator, or 'sim alarm' for one fire alarm", add_help=False

@@ -297,6 +297,8 @@ class Courier:
             "Firegate-Subject": msg.subject,
             "Firegate-Stream-Seq": str(msg.metadata.sequence.stream),
         }
+        if event is not None:
+            headers["Firegate-Event-Id"] = event.id
         try:
             await self.js.publish(subject, msg.data, timeout=5.0, stream=DEAD_LETTER_STREAM, headers=headers)
         except (TimeoutError, nats.errors.Error) as e:

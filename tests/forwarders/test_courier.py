@@ -284,3 +284,35 @@ async def test_after_a_restart_119_never_goes_back_to_an_older_update(rig: Rig) 
     updates = [int(k.split(":")[1]) for k in rig.fake.accepted]
     assert updates == sorted(updates) and updates[-1] == 4, updates
     assert rig.fake.incidents["inc-1"]["update"] == 4
+
+
+async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    firegate = str(Path(sys.executable).with_name("firegate"))
+    url = rig.nc.connected_url
+    assert url is not None
+    env = dict(os.environ, FIREGATE_NATS__URL=f"nats://{url.hostname}:{url.port}")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([firegate, "deadletter", *args], capture_output=True, text=True, env=env,
+                              timeout=30)
+
+    rig.fake.fail_next(1, status=422)
+    async with rig.running(rig.courier()):
+        await publish(rig.js, confirmed("inc-parked"))
+        await wait_until(lambda: _dead_count(rig, 1), 5)
+        listed = await asyncio.to_thread(cli, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (row,) = json.loads(listed.stdout)
+        assert (row["destination"], row["reason"], row["subject"], row["event_id"]) == (
+            "119", "refused", "fire.confirmed.74565", "inc-parked.confirmed.1"
+        )
+        assert (await asyncio.to_thread(cli, "replay", "999")).returncode == 1
+        replayed = await asyncio.to_thread(cli, "replay", str(row["seq"]))
+        assert replayed.returncode == 0, replayed.stderr
+        assert await rig.fake.wait_for(1, 10) == ["inc-parked:1"]
+    assert await rig.dead_letters() == []
