@@ -54,7 +54,7 @@ def write_config(tmp_path: Path, fake: FakeDispatch119, broker: MosquittoBroker 
 sites: sites.yaml
 dispatch119:
   url: {fake.url}
-  timeout: 2
+  timeout: 1
   backoff_initial: 0.1
   backoff_max: 0.5
   ack_wait: 2
