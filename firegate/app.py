@@ -20,6 +20,8 @@ from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
 from firegate.config import ROLES, Settings, parse_host_port
 from firegate.forwarders.courier import Courier, ensure_dead_letter_stream
+from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
+from firegate.forwarders.faults import FaultTracker
 from firegate.forwarders.incident import Policy
 from firegate.forwarders.lifecycle import Lifecycle, site_info_lookup
 from firegate.forwarders.routes import dispatch_couriers, fault_couriers
@@ -239,6 +241,14 @@ async def run(settings: Settings) -> None:
                     ready = _event_check(lifecycle.ready, "consuming", "starting")
                     health.add_check("alarm_lifecycle", ready)
                     consumers.append(tg.create_task(lifecycle.run()))
+                    tracker = FaultTracker(
+                        nc,
+                        await ensure_kv(js, FAULTS_BUCKET, replicas=replicas),
+                        stream=settings.bus.stream,
+                        catch_up=settings.alarms.catch_up,
+                    )
+                    health.add_check("fault_tracker", _event_check(tracker.ready, "consuming", "starting"))
+                    consumers.append(tg.create_task(tracker.run()))
                 if "forwarders" in roles:
                     await ensure_dead_letter_stream(js, replicas)
                     couriers = dispatch_couriers(js, settings) + fault_couriers(js, settings)

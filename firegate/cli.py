@@ -150,6 +150,41 @@ def _alarm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fault(args: argparse.Namespace) -> int:
+    """`firegate fault list`: faults raised and not yet cleared, oldest first."""
+    import asyncio
+    import json
+
+    from firegate.forwarders.api import request
+
+    async def go() -> dict[str, object]:
+        nc = await _cli_connect(args.config)
+        try:
+            return await request(nc, "firegate.fault.list", {"site": args.site}, args.timeout)
+        finally:
+            await nc.close()
+
+    try:
+        result = asyncio.run(go())
+    except Exception as e:
+        sys.stderr.write(f"firegate: cannot reach the running system over NATS: {e or type(e).__name__}\n")
+        return 2
+    if not result.get("ok"):
+        sys.stderr.write(f"firegate fault list: {result.get('error')}: {result.get('detail')}\n")
+        return 1
+    rows = result.get("faults")
+    rows = rows if isinstance(rows, list) else []
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    elif not rows:
+        print("no open faults")
+    for r in rows if not args.json else []:
+        hours = float(r.get("open_s") or 0) / 3600
+        print(f"{str(r.get('raised_at'))[:19].replace('T', ' ')}  {hours:7.1f} h  {r.get('site')}  "
+              f"{r.get('device')}  {r.get('condition_zh') or r.get('condition')}  {r.get('location') or ''}")
+    return 0
+
+
 def _deadletter(args: argparse.Namespace) -> int:
     """`firegate deadletter list|replay`: events the forwarders could not deliver."""
     import asyncio
@@ -308,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="find NATS from this configuration file")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
         p.set_defaults(func=_alarm)
+
+    fault = sub.add_parser("fault", help="faults still open (over NATS)")
+    fault_sub = fault.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fault_list = fault_sub.add_parser("list", help="faults raised and not cleared, oldest first")
+    fault_list.add_argument("--site", help="only this site")
+    fault_list.add_argument("--json", action="store_true", help="machine-readable output")
+    fault_list.add_argument("--config", help="find NATS from this configuration file")
+    fault_list.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    fault_list.set_defaults(func=_fault)
 
     dead = sub.add_parser("deadletter", help="events the forwarders could not deliver: list, replay")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -20,13 +20,18 @@ ACTIONS = ("list", "confirm", "dismiss")
 
 async def call(nc: NATS, action: str, body: dict[str, Any], wait: float = 5.0) -> dict[str, Any]:
     """Ask the running lifecycle; an answer dict whatever happens (never raises for NATS trouble)."""
+    return await request(nc, f"{PREFIX}.{action}", body, wait)
+
+
+async def request(nc: NATS, subject: str, body: dict[str, Any], wait: float = 5.0) -> dict[str, Any]:
+    """One JSON request/reply with the lifecycle role (alarms, faults)."""
     import nats.errors
 
     try:
-        msg = await nc.request(f"{PREFIX}.{action}", json.dumps(body).encode(), timeout=wait)
+        msg = await nc.request(subject, json.dumps(body).encode(), timeout=wait)
     except nats.errors.NoRespondersError:
-        return {"ok": False, "error": "no_lifecycle", "detail": "no alarm lifecycle service is running"}
+        return {"ok": False, "error": "no_lifecycle", "detail": "no lifecycle service is running"}
     except (TimeoutError, nats.errors.TimeoutError):
-        return {"ok": False, "error": "timeout", "detail": f"the alarm lifecycle did not answer in {wait} s"}
+        return {"ok": False, "error": "timeout", "detail": f"the lifecycle did not answer in {wait} s"}
     result: dict[str, Any] = json.loads(msg.data)
     return result

@@ -34,6 +34,7 @@ from firegate.forwarders import metrics as m
 from firegate.forwarders.errors import AlarmError
 from firegate.forwarders.incident import Incident, Policy, listing, open_incident
 from firegate.forwarders.store import AlarmStore, Conflict
+from firegate.forwarders.supervise import restarting
 
 log = logging.getLogger(__name__)
 CAS_ATTEMPTS = 50
@@ -85,22 +86,15 @@ class Lifecycle:
     async def run(self) -> None:
         """Until cancelled. Every part retries on its own: NATS outages never end the service."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._forever("view", self._watch))
+            tg.create_task(restarting("alarm lifecycle view", self._watch, self._failed("view")))
             await self.view_ready.wait()
-            tg.create_task(self._forever("api", self._serve_api))
-            tg.create_task(self._forever("consumer", self._consume))
-            tg.create_task(self._forever("ticker", self._ticker))
+            tg.create_task(restarting("alarm lifecycle API", self._serve_api, self._failed("api")))
+            tg.create_task(restarting("alarm lifecycle consumer", self._consume, self._failed("consumer")))
+            tg.create_task(restarting("alarm lifecycle ticker", self._ticker, self._failed("ticker")))
 
-    async def _forever(self, what: str, part: Callable[[], Any]) -> None:
-        while True:
-            try:
-                await part()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a part that fails restarts; the others go on
-                m.lifecycle_errors.labels(reason=what).inc()
-                log.warning("alarm lifecycle: %s failed, restarting in 1 s: %r", what, e)
-            await asyncio.sleep(1.0)
+    @staticmethod
+    def _failed(what: str) -> Callable[[], None]:
+        return m.lifecycle_errors.labels(reason=what).inc
 
     async def _watch(self) -> None:
         async for incident_id, incident in self.store.watch():

@@ -91,3 +91,12 @@ confirm_to_119: Final = Histogram(
     "(GB 50440 allows 3 s).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60),
 )
+
+faults_open: Final = Gauge(
+    "firegate_faults_open", "Faults raised and not yet cleared, devices offline included (fault tracker)."
+)
+fault_repair_seconds: Final = Histogram(
+    "firegate_fault_repair_seconds",
+    "Time from a fault raised to its clearing (time to repair), devices offline included.",
+    buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400),
+)

@@ -249,6 +249,11 @@ async def test_faults_reach_mqtt_raised_then_cleared_with_the_open_state_retaine
                 await wait_until(lambda: _has(broker, topic), 10, 0.1)
                 state = (await retained(broker, "fg/faults/#"))[topic]
                 assert state["state"] == "open" and state["event"]["type"] == "fault_raised"
+                listed = await cli(fg, "fault", "list", "--json")  # tracked until cleared
+                assert listed.returncode == 0, listed.stderr
+                assert [(f["device"], f["condition"]) for f in json.loads(listed.stdout)] == [
+                    ("889", "fault")
+                ]
                 await asyncio.sleep(1.1)  # a new time tag: a new report
                 clear = ComponentStatus.make(1, 1, 42, 7, 0b001, "3F 走廊", TimeTag.now())
                 assert (await dev.exchange(dev.frame(2, [clear]))).command == Command.CONFIRM
@@ -261,6 +266,8 @@ async def test_faults_reach_mqtt_raised_then_cleared_with_the_open_state_retaine
                 assert seen.index("fault_raised") < seen.index("fault_cleared")
                 await dev.close()
                 await wait_until(lambda: _gone(broker, topic), 10, 0.1)
+                listed = await cli(fg, "fault", "list", "--json")
+                assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed
         finally:
             fg.kill_all()
 
