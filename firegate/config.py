@@ -390,33 +390,35 @@ class _Delivery(_Section):
         return self
 
 
-def _timeout_fits(d: Dispatch119 | MqttDestination | WebhookDestination) -> list[tuple[str, str, object]]:
-    # the server redelivers a message held past ack_wait: an attempt must end before that
-    if d.timeout >= d.ack_wait:
-        return [("timeout", f"must be below ack_wait ({d.ack_wait:g} s)", d.timeout)]
-    return []
+class _Client(_Delivery):
+    """A destination firegate connects to: TLS files, and a timeout per attempt."""
 
-
-class Dispatch119(_Delivery):
-    # one URL, or a comma-separated list: each endpoint gets every confirmed fire
-    url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_urls)] = None
-    token: OptSecret = None
     tls_ca: OptFile = None
     tls_cert: OptFile = None
     tls_key: OptFile = None
     timeout: Seconds = 5.0
 
+    @model_validator(mode="after")
+    def _client(self) -> _Client:
+        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key)
+        # the server redelivers a message held past ack_wait: an attempt must end before that
+        if self.timeout >= self.ack_wait:
+            problems.append(("timeout", f"must be below ack_wait ({self.ack_wait:g} s)", self.timeout))
+        raise_problems(problems)
+        return self
+
+
+class Dispatch119(_Client):
+    # one URL, or a comma-separated list: each endpoint gets every confirmed fire
+    url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_urls)] = None
+    token: OptSecret = None
+
     @property
     def urls(self) -> list[str]:
         return self.url.split(",") if self.url else []
 
-    @model_validator(mode="after")
-    def _pairs(self) -> Dispatch119:
-        raise_problems(_tls_files(self.tls_ca, self.tls_cert, self.tls_key) + _timeout_fits(self))
-        return self
 
-
-class _FaultFilter(_Delivery):
+class _FaultFilter(_Client):
     """Which fault events a destination gets: empty lists mean all."""
 
     kinds: list[EventKindFilter] = Field(default_factory=lambda: list(FAULT_KINDS), min_length=1)
@@ -430,34 +432,18 @@ class MqttDestination(_FaultFilter):
     topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s\x00]*[^#+\s\x00/][^#+\s\x00]*$")] = "firegate"
     username: OptStr = None
     password: OptSecret = None
-    tls_ca: OptFile = None
-    tls_cert: OptFile = None
-    tls_key: OptFile = None
-    timeout: Seconds = 5.0
 
     @model_validator(mode="after")
-    def _pairs(self) -> MqttDestination:
-        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key)
-        problems += _timeout_fits(self)
+    def _tls_scheme(self) -> MqttDestination:
         given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None]
         if given and not self.url.startswith("mqtts://"):
-            problems.append((given[0], "TLS settings need an mqtts:// url", MISSING))
-        raise_problems(problems)
+            raise_problems([(given[0], "TLS settings need an mqtts:// url", MISSING)])
         return self
 
 
 class WebhookDestination(_FaultFilter):
     url: Annotated[str, AfterValidator(_http_url)]
     token: OptSecret = None
-    tls_ca: OptFile = None
-    tls_cert: OptFile = None
-    tls_key: OptFile = None
-    timeout: Seconds = 5.0
-
-    @model_validator(mode="after")
-    def _pairs(self) -> WebhookDestination:
-        raise_problems(_tls_files(self.tls_ca, self.tls_cert, self.tls_key) + _timeout_fits(self))
-        return self
 
 
 class Faults(_Section):

@@ -21,17 +21,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from firegate.bus.events import Envelope, parse_event
 from firegate.forwarders import metrics as m
+from firegate.forwarders.consumer import subscribe
 from firegate.forwarders.delivery import Delivery, Destination
 from firegate.forwarders.errors import DeliveryError
 
@@ -108,24 +108,11 @@ class Courier:
         self._gauge = m.forward_in_flight.labels(destination=self.label)
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        # a new destination starts with what it could still deliver (max_age), not the stream's
+        # whole history: a new 119 endpoint must not get last year's fires
         s = self.settings
-        config = ConsumerConfig(
-            durable_name=s.durable,
-            # a new destination starts with what it could still deliver, not the stream's whole
-            # history (a new 119 endpoint must not get last year's fires)
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=datetime.now(UTC) - timedelta(seconds=s.max_age),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=s.ack_wait,
-            max_ack_pending=s.max_in_flight,
-        )
-        if len(s.subjects) == 1:
-            config.filter_subject = s.subjects[0]
-        else:
-            config.filter_subjects = list(s.subjects)
-        return await self.js.pull_subscribe(
-            s.subjects[0], durable=s.durable, stream=self.stream, config=config
-        )
+        return await subscribe(self.js, self.stream, s.durable, s.subjects, start_window=s.max_age,
+                               ack_wait=s.ack_wait, max_ack_pending=s.max_in_flight)
 
     async def run(self) -> None:
         """Until cancelled. NATS trouble is waited out; even a bug in a delivery only restarts

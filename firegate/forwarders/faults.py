@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,6 +32,7 @@ from firegate.bus.events import (
     Point,
     parse_event,
 )
+from firegate.forwarders.consumer import pull_forever, subscribe
 from firegate.forwarders.metrics import fault_repair_seconds, faults_open
 from firegate.forwarders.supervise import restarting
 
@@ -112,31 +112,10 @@ class FaultTracker:
     # -- events in
 
     async def _consume(self) -> None:
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=datetime.now(UTC) - timedelta(seconds=self.catch_up),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
-            max_ack_pending=256,
-            filter_subjects=["fire.fault.>", "fire.device.>"],
-        )
-        sub = await self.js.pull_subscribe(
-            "fire.fault.>", durable=self.durable, stream=self.stream, config=config
-        )
-        self.ready.set()
-        try:
-            while True:
-                try:
-                    msgs = await sub.fetch(64, timeout=5.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                for msg in msgs:
-                    await self._take(msg)
-        finally:
-            self.ready.clear()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        subjects = ["fire.fault.>", "fire.device.>"]
+        sub = await subscribe(self.js, self.stream, self.durable, subjects,
+                              start_window=self.catch_up, ack_wait=30.0)
+        await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
         try:

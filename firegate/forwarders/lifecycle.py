@@ -24,13 +24,13 @@ from typing import Any, Literal
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from firegate.bus.events import FireAlarm, SiteInfo, parse_event
 from firegate.bus.jetstream import MSG_ID_HEADER
 from firegate.forwarders import api
 from firegate.forwarders import metrics as m
+from firegate.forwarders.consumer import pull_forever, subscribe
 from firegate.forwarders.errors import AlarmError
 from firegate.forwarders.incident import Incident, Policy, listing, open_incident
 from firegate.forwarders.store import AlarmStore, Conflict
@@ -119,32 +119,11 @@ class Lifecycle:
         m.incidents_open.set(pending)
 
     async def _consume(self) -> None:
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            # a new lifecycle takes the recent alarms only: an upgrade must not file (and
-            # escalate to 119) months of old alarms; an existing consumer keeps its position
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=_now() - timedelta(seconds=self.catch_up),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait,
-            max_ack_pending=256,
-            filter_subject="fire.alarm.>",
-        )
-        sub = await self.js.pull_subscribe("fire.alarm.>", durable=self.durable, stream=self.stream,
-                                           config=config)
-        self.ready.set()
-        try:
-            while True:
-                try:
-                    msgs = await sub.fetch(64, timeout=5.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                for msg in msgs:
-                    await self._take(msg)
-        finally:
-            self.ready.clear()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        # a new lifecycle takes the recent alarms only (catch_up): an upgrade must not file, and
+        # escalate to 119, months of old alarms
+        sub = await subscribe(self.js, self.stream, self.durable, ["fire.alarm.>"],
+                              start_window=self.catch_up, ack_wait=self.ack_wait)
+        await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
         try:
