@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -278,19 +278,13 @@ class Incident(BaseModel):
             note=self.note,
             test=self.test,
         )
-        event = FireConfirmed(
-            id=f"{self.id}.confirmed.{self.updates}",
-            device=first.device,
-            site=self.site,
-            occurred_at=first.occurred_at,
-            received_at=now,
-            origin=first.origin,
-            test=self.test,
-            incident=report,
-            alarm_ids=[a.id for a in alarms],
-            after_s=self._after(now),
+        self._emit(
+            FireConfirmed(
+                id=f"{self.id}.confirmed.{self.updates}",
+                incident=report,
+                **self._envelope(first, alarms, now),
+            )
         )
-        self._emit(event.subject, event.id, event.model_dump_json())
 
     def _dismissed_event(
         self,
@@ -304,26 +298,33 @@ class Incident(BaseModel):
     ) -> None:
         first = alarms[0] if alarms else self.alarms[0]
         suffix = f"merged.{first.id}" if reason == "duplicate" else "dismissed"
-        event = FireDismissed(
-            id=f"{self.id}.{suffix}",
-            device=first.device,
-            site=self.site,
-            occurred_at=first.occurred_at,
-            received_at=now,
-            origin=first.origin,
-            test=self.test,
-            incident_id=self.id,
-            alarm_ids=[a.id for a in alarms],
-            reason=reason,
-            dismissed_by=by,
-            merged_into=merged_into,
-            after_s=self._after(now),
-            note=note,
+        self._emit(
+            FireDismissed(
+                id=f"{self.id}.{suffix}",
+                incident_id=self.id,
+                reason=reason,
+                dismissed_by=by,
+                merged_into=merged_into,
+                note=note,
+                **self._envelope(first, alarms, now),
+            )
         )
-        self._emit(event.subject, event.id, event.model_dump_json())
 
-    def _emit(self, subject: str, msg_id: str, data: str) -> None:
-        self.outbox.append(OutboxItem(subject=subject, msg_id=msg_id, data=data))
+    def _envelope(self, first: AlarmRecord, alarms: list[AlarmRecord], now: datetime) -> dict[str, Any]:
+        """What a transition event shares: on the subject of the incident's first device."""
+        return {
+            "device": first.device,
+            "site": self.site,
+            "occurred_at": first.occurred_at,
+            "received_at": now,
+            "origin": first.origin,
+            "test": self.test,
+            "alarm_ids": [a.id for a in alarms],
+            "after_s": self._after(now),
+        }
+
+    def _emit(self, event: FireConfirmed | FireDismissed) -> None:
+        self.outbox.append(OutboxItem(subject=event.subject, msg_id=event.id, data=event.model_dump_json()))
 
 
 def _detectors_within(alarms: list[AlarmRecord], window: float) -> int:
