@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 
@@ -69,10 +69,7 @@ def cli_nats_urls(config: str | None) -> list[str]:
 
 
 def _device(args: argparse.Namespace) -> int:
-    import asyncio
     import json
-
-    import nats
 
     from firegate.gateway.remote import request
 
@@ -84,19 +81,8 @@ def _device(args: argparse.Namespace) -> int:
         if args.objects:
             body["objects"] = json.loads(args.objects)
 
-    async def go() -> dict[str, object]:
-        nc = await nats.connect(
-            cli_nats_urls(args.config), connect_timeout=3, max_reconnect_attempts=1, allow_reconnect=False
-        )
-        try:
-            return await request(nc, args.device, args.action, body, args.timeout)
-        finally:
-            await nc.close()
-
-    try:
-        result = asyncio.run(go())
-    except OSError as e:
-        sys.stderr.write(f"firegate: cannot reach NATS: {e}\n")
+    result = _run_request(args.config, lambda nc: request(nc, args.device, args.action, body, args.timeout))
+    if result is None:
         return 2
     print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
     return 0 if result.get("ok") else 1
@@ -104,7 +90,6 @@ def _device(args: argparse.Namespace) -> int:
 
 def _alarm(args: argparse.Namespace) -> int:
     """`firegate alarm list|confirm|dismiss`: ask the running lifecycle over NATS (light imports)."""
-    import asyncio
     import json
 
     from firegate.forwarders.api import call
@@ -117,17 +102,8 @@ def _alarm(args: argparse.Namespace) -> int:
         if args.action == "dismiss":
             body["reason"] = args.reason
 
-    async def go() -> dict[str, object]:
-        nc = await _cli_connect(args.config)
-        try:
-            return await call(nc, args.action, body, args.timeout)
-        finally:
-            await nc.close()
-
-    try:
-        result = asyncio.run(go())
-    except Exception as e:  # a message, never a traceback: the operator is at a console
-        sys.stderr.write(f"firegate: cannot reach the running system over NATS: {e or type(e).__name__}\n")
+    result = _run_request(args.config, lambda nc: call(nc, args.action, body, args.timeout))
+    if result is None:
         return 2
     if not result.get("ok"):
         sys.stderr.write(f"firegate alarm {args.action}: {result.get('error')}: {result.get('detail')}\n")
@@ -152,22 +128,14 @@ def _alarm(args: argparse.Namespace) -> int:
 
 def _fault(args: argparse.Namespace) -> int:
     """`firegate fault list`: faults raised and not yet cleared, oldest first."""
-    import asyncio
     import json
 
     from firegate.forwarders.api import request
 
-    async def go() -> dict[str, object]:
-        nc = await _cli_connect(args.config)
-        try:
-            return await request(nc, "firegate.fault.list", {"site": args.site}, args.timeout)
-        finally:
-            await nc.close()
-
-    try:
-        result = asyncio.run(go())
-    except Exception as e:
-        sys.stderr.write(f"firegate: cannot reach the running system over NATS: {e or type(e).__name__}\n")
+    result = _run_request(
+        args.config, lambda nc: request(nc, "firegate.fault.list", {"site": args.site}, args.timeout)
+    )
+    if result is None:
         return 2
     if not result.get("ok"):
         sys.stderr.write(f"firegate fault list: {result.get('error')}: {result.get('detail')}\n")
@@ -180,8 +148,10 @@ def _fault(args: argparse.Namespace) -> int:
         print("no open faults")
     for r in rows if not args.json else []:
         hours = float(r.get("open_s") or 0) / 3600
-        print(f"{str(r.get('raised_at'))[:19].replace('T', ' ')}  {hours:7.1f} h  {r.get('site')}  "
-              f"{r.get('device')}  {r.get('condition_zh') or r.get('condition')}  {r.get('location') or ''}")
+        print(
+            f"{str(r.get('raised_at'))[:19].replace('T', ' ')}  {hours:7.1f} h  {r.get('site')}  "
+            f"{r.get('device')}  {r.get('condition_zh') or r.get('condition')}  {r.get('location') or ''}"
+        )
     return 0
 
 
@@ -204,8 +174,10 @@ def _deadletter(args: argparse.Namespace) -> int:
                 elif not rows:
                     print("no dead letters")
                 for r in rows if not args.json else []:
-                    print(f"{r['seq']:>6} {r['parked_at']} {r['destination']:<8} {r['reason']:<8} "
-                          f"{r['subject']} {r['event_id']}  {r['detail']}")
+                    print(
+                        f"{r['seq']:>6} {r['parked_at']} {r['destination']:<8} {r['reason']:<8} "
+                        f"{r['subject']} {r['event_id']}  {r['detail']}"
+                    )
                 return 0
             wanted = set(args.seq)
             chosen = [d for d in letters if args.all or d.seq in wanted]
@@ -224,6 +196,27 @@ def _deadletter(args: argparse.Namespace) -> int:
     except Exception as e:
         sys.stderr.write(f"firegate deadletter: {type(e).__name__}: {e}\n")
         return 2
+
+
+def _run_request(
+    config: str | None, ask: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """One request of a CLI command to the running system; None (after one line on stderr, no
+    traceback) if NATS is out of reach."""
+    import asyncio
+
+    async def go() -> dict[str, Any]:
+        nc = await _cli_connect(config)
+        try:
+            return await ask(nc)
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(go())
+    except Exception as e:  # the operator is at a console: a message, never a traceback
+        sys.stderr.write(f"firegate: cannot reach the running system over NATS: {e or type(e).__name__}\n")
+        return None
 
 
 def _operator() -> str:
@@ -261,6 +254,7 @@ async def _cli_connect(config: str | None) -> Any:
             value = os.environ.get(f"FIREGATE_NATS__{key.upper()}")
             if value:
                 options[key] = value
+
     async def quiet(e: Exception) -> None:  # nats-py's default prints a traceback per failure
         pass
 
@@ -283,8 +277,10 @@ def _print_alarms(rows: list[Any]) -> None:
     for r in rows:
         received = str(r.get("received_at", ""))[:19].replace("T", " ")
         location = str(r.get("location") or "")[:28]
-        print(f"{received:<20} {r.get('state', ''):<10} {str(r.get('site', ''))[:14]:<14} "
-              f"{str(r.get('device', ''))[:10]:<10} {location:<28} {r.get('id')}")
+        print(
+            f"{received:<20} {r.get('state', ''):<10} {str(r.get('site', ''))[:14]:<14} "
+            f"{str(r.get('device', ''))[:10]:<10} {location:<28} {r.get('id')}"
+        )
 
 
 def _sim(args: argparse.Namespace) -> int:
