@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,24 @@ log = logging.getLogger(__name__)
 CheckResult = bool | tuple[bool, str]
 # A readiness check: quick, no I/O when sync; an async one is bounded by check_timeout.
 Check = Callable[[], CheckResult | Awaitable[CheckResult]]
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> web.AppRunner:
+    """Listen with ``app`` (no access log); the runner's ``cleanup()`` stops it. Port 0: any."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 class HealthServer:
@@ -98,14 +117,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         # no access log: a scrape every few seconds would drown the useful lines
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = runner = await serve(app, self.host, self.port, self._shutdown_timeout)
         self.port = int(runner.addresses[0][1])
         if self._watch_loop_lag:
             self._lag_task = asyncio.create_task(watch_event_loop_lag(), name="firegate-loop-lag")

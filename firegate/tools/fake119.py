@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from firegate.ops.http import serve as serve_app
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -214,14 +216,7 @@ class FakeDispatch119:
         app.router.add_post("/control", self._control)
         app.router.add_get("/control", self._get_control)
         app.router.add_get("/healthz", self._healthz)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port, ssl_context=self._ssl).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = runner = await serve_app(app, self.host, self.port, self._shutdown_timeout, self._ssl)
         self.port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
