@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
+
+log = logging.getLogger(__name__)
 
 
 async def subscribe(
@@ -25,7 +29,9 @@ async def subscribe(
 ) -> JetStreamContext.PullSubscription:
     """Bind to the durable consumer, creating it if needed. A new one starts ``start_window``
     seconds back, never at the stream's beginning: an upgrade or a new destination must not
-    replay months of events (an existing consumer keeps its position)."""
+    replay months of events. An existing one keeps its position, and takes a changed
+    ``ack_wait``, ``max_ack_pending`` or subject filter from the configuration."""
+    await _update_existing(js, stream, durable, subjects, ack_wait, max_ack_pending)
     config = ConsumerConfig(
         durable_name=durable,
         deliver_policy=DeliverPolicy.BY_START_TIME,
@@ -61,3 +67,37 @@ async def pull_forever(
         ready.clear()
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def _update_existing(
+    js: JetStreamContext,
+    stream: str,
+    durable: str,
+    subjects: Sequence[str],
+    ack_wait: float,
+    max_ack_pending: int,
+) -> None:
+    try:
+        current = (await js.consumer_info(stream, durable)).config
+    except nats.js.errors.NotFoundError:
+        return
+    filters = list(subjects)
+    now_filters = current.filter_subjects or ([current.filter_subject] if current.filter_subject else [])
+    if (current.ack_wait, current.max_ack_pending, sorted(now_filters)) == (
+        ack_wait,
+        max_ack_pending,
+        sorted(filters),
+    ):
+        return
+    one = len(filters) == 1
+    await js.add_consumer(
+        stream,
+        current.evolve(
+            ack_wait=ack_wait,
+            max_ack_pending=max_ack_pending,
+            filter_subject=filters[0] if one else None,
+            filter_subjects=None if one else filters,
+        ),
+    )
+    log.info("consumer %s updated: ack_wait %s s, max_ack_pending %s, subjects %s",
+             durable, ack_wait, max_ack_pending, ", ".join(filters))
