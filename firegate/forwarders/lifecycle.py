@@ -157,6 +157,8 @@ class Lifecycle:
         now = _now()
         site = self.site_info(event.site)
         known = await self.store.incident_of(event.id) or self._resolve_alarm(event.id)
+        if known is not None and not await self._holds(known, event.id):
+            known = None  # an index left by a withdrawn or forgotten incident
         if known is None:
             # an earlier delivery may have stored it and died before the index
             loaded = await self.store.load(open_incident(event).id)
@@ -175,6 +177,10 @@ class Lifecycle:
         if loaded is None:
             raise AlarmError("unknown", f"no incident {incident_id}", incident_id)
         return loaded[0]
+
+    async def _holds(self, incident_id: str, alarm_id: str) -> bool:
+        loaded = await self.store.load(incident_id)
+        return loaded is not None and loaded[0].alarm(alarm_id) is not None
 
     async def _file(self, event: FireAlarm, now: datetime, site: SiteInfo) -> Incident:
         """Join the site's open incident, or open one. A new incident is stored before the head
@@ -200,14 +206,21 @@ class Lifecycle:
             incident = open_incident(event)
             incident.add(event, now, site)
             try:
-                await self.store.save(incident, None)
+                created = await self.store.save(incident, None)
             except Conflict:
                 continue  # it exists: an earlier delivery of this alarm made it (found above next)
             try:
                 await self.store.set_head(head_key, incident.id, head_rev)
             except Conflict:
-                await self.store.withdraw(incident.id)  # another instance opened one first: join it
-                continue
+                # another instance opened one first: join it, unless ours was acted on meanwhile
+                # (it was in every view for a moment): then it stays, decided as it is
+                if await self.store.withdraw(incident.id, created):
+                    continue
+                kept = await self.store.load(incident.id)
+                if kept is None:
+                    continue
+                self.view[incident.id] = kept[0]
+                return kept[0]
             m.alarms_ingested.labels(result="new").inc()
             self.view[incident.id] = incident
             log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id)

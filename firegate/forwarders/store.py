@@ -86,10 +86,19 @@ class AlarmStore:
         async with asyncio.timeout(self.timeout):
             await self.kv.put(f"alarm.{_key_safe(alarm_id)}", incident_id.encode())
 
-    async def withdraw(self, incident_id: str) -> None:
-        """Remove an incident nobody could have joined yet (it lost the race for the head)."""
-        async with asyncio.timeout(self.timeout):
-            await self.kv.purge(f"incident.{incident_id}")
+    async def withdraw(self, incident_id: str, revision: int) -> bool:
+        """Remove an incident that lost the race for its site's head, only if nobody changed it
+        since we created it (a policy or an operator may have acted on it); True if removed."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.kv.delete(f"incident.{incident_id}", last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        except nats.js.errors.APIError as e:
+            if e.err_code == 10071:  # wrong last sequence, as the delete reports it
+                return False
+            raise
+        return True
 
     async def forget(self, incident: Incident) -> None:
         """Remove a closed incident past its retention (its events stay in the stream)."""

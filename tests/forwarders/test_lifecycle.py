@@ -19,7 +19,7 @@ from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings, ensure_kv, ens
 from firegate.forwarders import api
 from firegate.forwarders.incident import Policy, open_incident
 from firegate.forwarders.lifecycle import Lifecycle
-from firegate.forwarders.store import BUCKET, AlarmStore
+from firegate.forwarders.store import BUCKET, AlarmStore, Conflict
 from tests.natsserver import nats_client, running_nats_server, wait_until
 
 MANUAL_OFF = Policy(manual=False, detectors=0, escalate_after=None)
@@ -393,3 +393,22 @@ async def test_a_dismissal_never_closes_alarms_the_operator_has_not_seen(bench: 
         assert {r["state"] for r in await bench.rows()} == {"pending"}
         ok = await bench.call("dismiss", id=fire.id, reason="false")  # seen them all: allowed
         assert ok["ok"] and ok["state"] == "dismissed"
+
+
+async def test_an_incident_acted_on_while_losing_the_head_race_is_kept(bench: Bench) -> None:
+    async with bench.lifecycle() as lc:
+        a = alarm(site="SH-1")
+        set_head = lc.store.set_head
+
+        async def lose_after_a_confirm(head_key: str, incident_id: str, revision: int | None) -> None:
+            lc.view[incident_id] = (await lc.store.load(incident_id))[0]  # type: ignore[index]
+            await lc.confirm(incident_id, "zhang")  # it was visible: an operator acted on it
+            await set_head(head_key, "inc-someone-else", revision)
+            raise Conflict("head")
+
+        lc.store.set_head = lose_after_a_confirm  # type: ignore[method-assign]
+        kept = await lc.ingest(a)
+        assert kept.state == "confirmed" and kept.alarm(a.id) is not None
+        rows = await bench.rows()
+        assert [(r["id"], r["state"], r["incident"]) for r in rows] == [(a.id, "confirmed", kept.id)]
+        assert len(await stored(bench.nc, "fire.confirmed.>")) == 1
