@@ -55,9 +55,9 @@ class CourierSettings:
 
 @dataclass
 class _Lane:
-    """Messages of one key, delivered strictly one after another."""
+    """Messages of one key (with their parsed events), delivered strictly one after another."""
 
-    queue: deque[Msg] = field(default_factory=deque)
+    queue: deque[tuple[Msg, Envelope]] = field(default_factory=deque)
     running: bool = False
 
 
@@ -91,6 +91,7 @@ class Courier:
         accept: Callable[[Envelope], bool] = lambda event: True,
         on_accepted: Callable[[Delivery], None] | None = None,
         superseded: Callable[[Envelope], bool] | None = None,
+        newer: Callable[[Envelope, Envelope], bool] | None = None,
     ) -> None:
         self.js = js
         self.destination = destination
@@ -99,7 +100,8 @@ class Courier:
         self.key = key
         self.accept = accept
         self.on_accepted = on_accepted
-        self.superseded = superseded
+        self.superseded = superseded  # accepted already: a newer snapshot of the same thing went
+        self.newer = newer  # (later, earlier): ``later`` replaces ``earlier`` for this destination
         self.label = destination.name
         self._lanes: dict[str, _Lane] = {}
         self._in_flight: set[int] = set()  # stream sequences fetched and not yet acked
@@ -133,24 +135,43 @@ class Courier:
         self._lanes.clear()
         self._in_flight.clear()
         async with asyncio.TaskGroup() as tg:
-            while True:
-                try:
-                    sub = await self._subscribe()
-                except (TimeoutError, nats.errors.Error) as e:
-                    log.warning("%s forwarder: cannot open consumer %s: %r", self.label,
-                                self.settings.durable, e)
-                    await asyncio.sleep(1.0)
-                    continue
-                self.ready.set()
-                try:
-                    await self._pump(sub, tg)
-                except (nats.errors.Error, OSError) as e:
-                    log.warning("%s forwarder: consumer lost (%r), reopening", self.label, e)
-                    await asyncio.sleep(1.0)
-                finally:
-                    self.ready.clear()
+            beating = tg.create_task(self._heartbeat())
+            try:
+                await self._subscribed(tg)
+            finally:
+                beating.cancel()
+
+    async def _heartbeat(self) -> None:
+        """Tell the server every held message is still being worked on (the one in delivery or
+        backoff and those queued behind it), so none is handed out again, out of order, while
+        its lane is busy. One beat a third of ack_wait."""
+        beat = max(0.5, self.settings.ack_wait / 3)
+        while True:
+            await asyncio.sleep(beat)
+            for lane in list(self._lanes.values()):
+                for held, _ in list(lane.queue):
                     with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                        await held.in_progress()
+
+    async def _subscribed(self, tg: asyncio.TaskGroup) -> None:
+        while True:
+            try:
+                sub = await self._subscribe()
+            except (TimeoutError, nats.errors.Error) as e:
+                log.warning("%s forwarder: cannot open consumer %s: %r", self.label,
+                            self.settings.durable, e)
+                await asyncio.sleep(1.0)
+                continue
+            self.ready.set()
+            try:
+                await self._pump(sub, tg)
+            except (nats.errors.Error, OSError) as e:
+                log.warning("%s forwarder: consumer lost (%r), reopening", self.label, e)
+                await asyncio.sleep(1.0)
+            finally:
+                self.ready.clear()
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def _pump(self, sub: JetStreamContext.PullSubscription, tg: asyncio.TaskGroup) -> None:
         while True:
@@ -181,7 +202,7 @@ class Courier:
             return
         key = self.key(event)
         lane = self._lanes.setdefault(key, _Lane())
-        lane.queue.append(msg)
+        lane.queue.append((msg, event))
         self._in_flight.add(seq)
         self._gauge.set(len(self._in_flight))
         if not lane.running:
@@ -191,9 +212,13 @@ class Courier:
     async def _drain(self, key: str, lane: _Lane) -> None:
         try:
             while lane.queue:
-                msg = lane.queue[0]
+                msg, event = lane.queue[0]
                 try:
-                    await self._deliver(msg, lane)
+                    if self._superseded(event, lane):
+                        m.forward_filtered.labels(destination=self.label).inc()
+                        await self._ack(msg)
+                    else:
+                        await self._deliver(msg, event)
                 finally:
                     lane.queue.popleft()
                     self._in_flight.discard(msg.metadata.sequence.stream)
@@ -204,14 +229,15 @@ class Courier:
             if not lane.queue:
                 self._lanes.pop(key, None)
 
-    async def _deliver(self, msg: Msg, lane: _Lane) -> None:
-        event = parse_event(msg.data)
-        meta = msg.metadata
+    def _superseded(self, event: Envelope, lane: _Lane) -> bool:
+        """A snapshot that a newer one replaces: already accepted, or waiting behind it."""
         if self.superseded is not None and self.superseded(event):
-            # a later snapshot of the same thing was accepted already (redelivery reordered them)
-            m.forward_filtered.labels(destination=self.label).inc()
-            await self._ack(msg)
-            return
+            return True
+        newer = self.newer
+        return newer is not None and any(newer(later, event) for _, later in list(lane.queue)[1:])
+
+    async def _deliver(self, msg: Msg, event: Envelope) -> None:
+        meta = msg.metadata
         stored_at = meta.timestamp.timestamp() if meta.timestamp else time.time()
         attempt = 0
         delay = self.settings.backoff_initial
@@ -247,22 +273,8 @@ class Courier:
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("%s forwarder: %s not delivered (attempt %d, %s), retrying",
                                 self.label, event.id, attempt, failure)
-            await self._wait(lane, random.uniform(0, delay))  # full jitter
+            await asyncio.sleep(random.uniform(0, delay))  # full jitter; the heartbeat holds it
             delay = min(delay * 2, self.settings.backoff_max)
-
-    async def _wait(self, lane: _Lane, seconds: float) -> None:
-        """Sleep, telling the server we still hold the lane's messages (the one being retried
-        and those queued behind it), so none is redelivered out of order meanwhile."""
-        end = time.monotonic() + seconds
-        beat = max(0.5, self.settings.ack_wait / 3)
-        while True:
-            for held in list(lane.queue):
-                with contextlib.suppress(Exception):
-                    await held.in_progress()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(beat, left))
 
     async def _ack(self, msg: Msg) -> None:
         try:

@@ -85,6 +85,15 @@ class LatestUpdates:
             return False
         return self._accepted.get(event.incident.incident_id, 0) >= event.incident.update
 
+    @staticmethod
+    def newer(later: Envelope, earlier: Envelope) -> bool:
+        return (
+            isinstance(later, FireConfirmed)
+            and isinstance(earlier, FireConfirmed)
+            and later.incident.incident_id == earlier.incident.incident_id
+            and later.incident.update > earlier.incident.update
+        )
+
     def accepted(self, delivery: Delivery) -> None:
         event = delivery.event
         if not isinstance(event, FireConfirmed):
@@ -114,6 +123,7 @@ def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]
                 accept=lambda e: isinstance(e, FireConfirmed),
                 on_accepted=latest.accepted,
                 superseded=latest.superseded,
+                newer=latest.newer,
             )
         )
     return out

@@ -316,3 +316,30 @@ async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> Non
         assert replayed.returncode == 0, replayed.stderr
         assert await rig.fake.wait_for(1, 10) == ["inc-parked:1"]
     assert await rig.dead_letters() == []
+
+
+async def test_a_busy_lane_is_held_and_waiting_snapshots_collapse_to_the_newest(rig: Rig) -> None:
+    from firegate.forwarders.routes import LatestUpdates
+
+    def courier() -> Courier:
+        c = rig.courier(ack_wait=1.0)
+        latest = LatestUpdates()
+        c.on_accepted, c.superseded, c.newer = latest.accepted, latest.superseded, latest.newer
+        return c
+
+    rig.fake.delay = 0.4  # slow but accepting: longer than ack_wait in all
+    async with rig.running(courier()), rig.running(courier()):  # two forwarder processes
+        await publish(rig.js, confirmed(update=1))
+        await wait_until(lambda: _consumer_has(rig, 1), 5)
+        for update in range(2, 11):
+            await publish(rig.js, confirmed(update=update))
+        await wait_until(lambda: rig.fake.incidents.get("inc-1", {}).get("update") == 10, 15)
+        await wait_until(lambda: _consumer_done(rig), 10)
+    updates = [int(k.split(":")[1]) for k in rig.fake.accepted]
+    assert updates == sorted(updates) and updates[-1] == 10, updates
+    assert len(updates) < 10  # the waiting ones collapsed into the newest
+
+
+async def _consumer_has(rig: Rig, n: int) -> bool:
+    info = await rig.js.consumer_info("FIRE", "fwd-119-test")
+    return bool(info.delivered.stream_seq >= n)
