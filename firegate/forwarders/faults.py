@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -41,11 +42,16 @@ log = logging.getLogger(__name__)
 BUCKET = "FIRE_FAULTS"
 LIST_SUBJECT = "firegate.fault.list"
 QUEUE = "firegate-faults"
+MARKER_KEEP = timedelta(days=1)  # a cleared fault's marker outlives any redelivery or replay
 
 
 
 class OpenFault(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    """One fault of one point: open, or cleared (kept a while as a marker, so a raise or a clear
+    handled late, out of order by another instance or a redelivery, cannot reopen or close the
+    wrong episode)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
     device: str
     site: str
     condition: str
@@ -53,6 +59,11 @@ class OpenFault(BaseModel):
     point: Point | None = None
     raised_at: datetime
     event_id: str
+    cleared_at: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.cleared_at is None
 
     def row(self, now: datetime) -> dict[str, Any]:
         p = self.point
@@ -68,6 +79,27 @@ class OpenFault(BaseModel):
             "open_s": round((now - self.raised_at).total_seconds(), 1),
             "event_id": self.event_id,
         }
+
+
+def raised_fault(record: OpenFault | None, new: OpenFault) -> OpenFault | None:
+    """The record after a raise at ``new.raised_at``; None: nothing to change."""
+    if record is None:
+        return new
+    if record.open:
+        # the same episode: keep its earliest raise
+        return new if new.raised_at < record.raised_at else None
+    assert record.cleared_at is not None
+    return new if new.raised_at > record.cleared_at else None  # else: a raise the clear ended
+
+
+def cleared_fault(record: OpenFault | None, template: OpenFault, at: datetime) -> OpenFault | None:
+    """The record after a clear at ``at``; None: nothing to change."""
+    if record is None:
+        # cleared before its raise was handled: a marker, so the late raise stays closed
+        return template.model_copy(update={"raised_at": at, "cleared_at": at})
+    if record.open and at >= record.raised_at:
+        return record.model_copy(update={"cleared_at": at})
+    return None  # cleared already, or a clear of an earlier episode handled late
 
 
 def fault_key(device: str, point: Point | None, condition: str) -> str:
@@ -134,20 +166,26 @@ class FaultTracker:
             await msg.ack()
 
     async def track(self, event: Envelope) -> None:
-        if isinstance(event, FaultRaised):
-            await self._open(fault_key(event.device, event.point, event.condition), event, event.condition,
-                             event.condition_zh, event.point)
-        elif isinstance(event, DeviceOffline):
-            await self._open(fault_key(event.device, None, "offline"), event, "offline", "离线", None)
-        elif isinstance(event, FaultCleared):
-            await self._close(fault_key(event.device, event.point, event.condition), event.received_at)
-        elif isinstance(event, DeviceOnline):
-            await self._close(fault_key(event.device, None, "offline"), event.received_at)
+        if isinstance(event, FaultRaised | FaultCleared):
+            key = fault_key(event.device, event.point, event.condition)
+            fault = self._fault(event, event.condition, event.condition_zh, event.point)
+        elif isinstance(event, DeviceOffline | DeviceOnline):
+            key = fault_key(event.device, None, "offline")
+            fault = self._fault(event, "offline", "离线", None)
+        else:
+            return
+        if isinstance(event, FaultRaised | DeviceOffline):
+            await self._change(key, lambda record: raised_fault(record, fault))
+            return
+        closed = await self._change(key, lambda record: cleared_fault(record, fault, event.received_at))
+        if closed is not None and closed.cleared_at is not None and closed.raised_at < closed.cleared_at:
+            fault_repair_seconds.observe((closed.cleared_at - closed.raised_at).total_seconds())
 
-    async def _open(
-        self, key: str, event: Envelope, condition: str, condition_zh: str | None, point: Point | None
-    ) -> None:
-        fault = OpenFault(
+    @staticmethod
+    def _fault(
+        event: Envelope, condition: str, condition_zh: str | None, point: Point | None
+    ) -> OpenFault:
+        return OpenFault(
             device=event.device,
             site=event.site,
             condition=condition,
@@ -156,30 +194,38 @@ class FaultTracker:
             raised_at=event.received_at,
             event_id=event.id,
         )
-        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):  # open already: keep the first
-            async with asyncio.timeout(self.timeout):
-                await self.kv.create(key, fault.model_dump_json().encode())
-            faults_open.inc()
 
-    async def _close(self, key: str, cleared_at: datetime) -> None:
-        async with asyncio.timeout(self.timeout):
-            try:
-                entry = await self.kv.get(key)
-            except nats.js.errors.KeyNotFoundError:
-                return  # never seen open (raised before tracking began), or closed already
-            try:
-                await self.kv.delete(key, last=entry.revision)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                return  # another instance closed it
-        with contextlib.suppress(ValidationError, TypeError):
-            raised = OpenFault.model_validate_json(entry.value or b"").raised_at
-            fault_repair_seconds.observe(max(0.0, (cleared_at - raised).total_seconds()))
-        faults_open.dec()
+    async def _change(
+        self, key: str, change: Callable[[OpenFault | None], OpenFault | None]
+    ) -> OpenFault | None:
+        """Compare-and-set one record; the record written, or None when nothing changed."""
+        for _ in range(20):
+            async with asyncio.timeout(self.timeout):
+                try:
+                    entry = await self.kv.get(key)
+                    record: OpenFault | None = OpenFault.model_validate_json(entry.value or b"")
+                    revision: int | None = entry.revision
+                except nats.js.errors.KeyNotFoundError:
+                    record, revision = None, None
+                new = change(record)
+                if new is None:
+                    return None
+                try:
+                    if revision is None:
+                        await self.kv.create(key, new.model_dump_json().encode())
+                    else:
+                        await self.kv.update(key, new.model_dump_json().encode(), last=revision)
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # another instance changed it: look again
+                return new
+        raise TimeoutError(f"fault {key}: too many concurrent changes")
 
     # -- queries
 
     async def open_faults(self) -> list[OpenFault]:
+        """The open ones; cleared markers older than MARKER_KEEP are removed on the way."""
         out: list[OpenFault] = []
+        stale: list[tuple[str, int | None]] = []
         watcher = await self.kv.watch("fault.>", ignore_deletes=True)
         try:
             async with asyncio.timeout(self.timeout * 5):
@@ -187,10 +233,18 @@ class FaultTracker:
                     if entry is None:
                         break
                     with contextlib.suppress(ValidationError):
-                        out.append(OpenFault.model_validate_json(entry.value or b""))
+                        fault = OpenFault.model_validate_json(entry.value or b"")
+                        if fault.open:
+                            out.append(fault)
+                        elif fault.cleared_at and fault.cleared_at < datetime.now(UTC) - MARKER_KEEP:
+                            stale.append((entry.key, entry.revision))
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+        for key, revision in stale:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await self.kv.delete(key, last=revision)
         return out
 
     async def _count(self) -> None:

@@ -142,3 +142,32 @@ async def _rows(nc: NATS, n: int) -> bool:
     with contextlib.suppress(AssertionError):
         return len(await open_rows(nc)) == n
     return False
+
+
+async def test_out_of_order_handling_never_leaves_a_phantom_or_hides_a_real_fault(nc: NATS) -> None:
+    tracker = FaultTracker(nc, await ensure_kv(nc.jetstream(timeout=5.0), BUCKET))
+    # a clear handled before its raise (two instances, or a redelivery): closed stays closed
+    await tracker.track(cleared(T0 + timedelta(minutes=10)))
+    await tracker.track(raised(1, T0))
+    assert await tracker.open_faults() == []
+    # a new episode after it opens again; an old clear handled late does not close it
+    await tracker.track(raised(2, T0 + timedelta(minutes=20)))
+    await tracker.track(cleared(T0 + timedelta(minutes=10)))
+    (fault,) = await tracker.open_faults()
+    assert fault.raised_at == T0 + timedelta(minutes=20)
+    before = repairs()
+    await tracker.track(cleared(T0 + timedelta(minutes=50)))
+    await tracker.track(cleared(T0 + timedelta(minutes=50)))  # redelivered: counted once
+    assert await tracker.open_faults() == [] and repairs() == before + 1
+
+
+async def test_two_trackers_racing_over_many_faults_agree(nc: NATS) -> None:
+    kv = await ensure_kv(nc.jetstream(timeout=5.0), BUCKET)
+    one, two = FaultTracker(nc, kv), FaultTracker(nc, kv)
+    events: list[Envelope] = []
+    for n in range(40):
+        device = f"d{n}"
+        events += [raised(n, T0, device), cleared(T0 + timedelta(minutes=1), device)]
+    # each pair split across the two trackers in the worst order: the clear first
+    await asyncio.gather(*(one.track(e) for e in events[1::2]), *(two.track(e) for e in events[0::2]))
+    assert await one.open_faults() == []
