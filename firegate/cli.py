@@ -159,16 +159,23 @@ def _deadletter(args: argparse.Namespace) -> int:
     """`firegate deadletter list|replay`: events the forwarders could not deliver."""
     import asyncio
     import json
+    import os
 
-    from firegate.forwarders.deadletters import dead_letters, replay
+    from firegate.forwarders.deadletters import DeadLetter, dead_letter, dead_letters, replay
+
+    if args.config:
+        from firegate.config import load_settings
+
+        stream = load_settings(args.config).bus.stream
+    else:
+        stream = os.environ.get("FIREGATE_BUS__STREAM") or "FIRE"
 
     async def go() -> int:
         nc = await _cli_connect(args.config)
         try:
             js = nc.jetstream(timeout=5.0)
-            letters = await dead_letters(js)
             if args.action == "list":
-                rows = [d.row() for d in letters]
+                rows = [d.row() for d in await dead_letters(js, args.limit)]
                 if args.json:
                     print(json.dumps(rows, ensure_ascii=False))
                 elif not rows:
@@ -179,13 +186,16 @@ def _deadletter(args: argparse.Namespace) -> int:
                         f"{r['subject']} {r['event_id']}  {r['detail']}"
                     )
                 return 0
-            wanted = set(args.seq)
-            chosen = [d for d in letters if args.all or d.seq in wanted]
-            missing = wanted - {d.seq for d in chosen}
-            if missing:
-                sys.stderr.write(f"firegate deadletter replay: no dead letter {sorted(missing)}\n")
-                return 1
-            done = await replay(js, chosen)
+            if args.all:
+                chosen = await dead_letters(js, limit=1_000_000)
+            else:
+                found = [await dead_letter(js, seq) for seq in args.seq]
+                missing = [seq for seq, d in zip(args.seq, found, strict=True) if d is None]
+                if missing:
+                    sys.stderr.write(f"firegate deadletter replay: no dead letter {missing}\n")
+                    return 1
+                chosen = [d for d in found if isinstance(d, DeadLetter)]
+            done = await replay(js, chosen, stream)
             print(f"replayed {len(done)} of {len(chosen)}: {done}")
             return 0 if len(done) == len(chosen) else 1
         finally:
@@ -353,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
     dead_list = dead_sub.add_parser("list", help="the parked events, oldest first")
     dead_list.add_argument("--json", action="store_true", help="machine-readable output")
+    dead_list.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     dead_replay = dead_sub.add_parser("replay", help="publish parked events again, then remove them")
     dead_replay.add_argument("seq", type=int, nargs="*", help="dead-letter sequence numbers (see list)")
     dead_replay.add_argument("--all", action="store_true", help="every parked event")

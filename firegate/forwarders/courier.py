@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_STREAM = "FIRE_DEADLETTER"
 DEAD_LETTER_PREFIX = "firegate.deadletter"
+REPLAY_FOR = "Firegate-Replay-For"  # header of a replayed dead letter: the one consumer it is for
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,10 @@ class Courier:
         seq = msg.metadata.sequence.stream
         if seq in self._in_flight:
             return  # redelivered while we still work on it: the lane acks it once
+        replay_for = (msg.headers or {}).get(REPLAY_FOR)
+        if replay_for is not None and replay_for != self.settings.durable:
+            await msg.ack()  # a dead letter replayed for another destination
+            return
         try:
             event = parse_event(msg.data)
         except ValidationError as e:

@@ -34,6 +34,7 @@ from firegate.bus.events import (
     parse_event,
 )
 from firegate.forwarders.consumer import pull_forever, subscribe
+from firegate.forwarders.courier import REPLAY_FOR
 from firegate.forwarders.metrics import fault_repair_seconds, faults_open
 from firegate.forwarders.supervise import restarting
 
@@ -150,6 +151,9 @@ class FaultTracker:
         await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
+        if REPLAY_FOR in (msg.headers or {}):
+            await msg.ack()  # a dead letter replayed for a forwarder: not a new report
+            return
         try:
             event = parse_event(msg.data)
         except ValidationError:

@@ -31,6 +31,7 @@ from firegate.bus.jetstream import MSG_ID_HEADER
 from firegate.forwarders import api
 from firegate.forwarders import metrics as m
 from firegate.forwarders.consumer import pull_forever, subscribe
+from firegate.forwarders.courier import REPLAY_FOR
 from firegate.forwarders.errors import AlarmError
 from firegate.forwarders.incident import Incident, Policy, listing, open_incident
 from firegate.forwarders.store import AlarmStore, Conflict
@@ -126,6 +127,9 @@ class Lifecycle:
         await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
+        if REPLAY_FOR in (msg.headers or {}):
+            await msg.ack()  # a dead letter replayed for a forwarder: not a new report
+            return
         try:
             event = parse_event(msg.data)
         except ValidationError as e:

@@ -302,8 +302,17 @@ async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> Non
                               timeout=30)
 
     rig.fake.fail_next(1, status=422)
-    async with rig.running(rig.courier()):
+    other_fake = FakeDispatch119()
+    await other_fake.start()
+    other = Courier(
+        rig.js,
+        HttpPoster(other_fake.url, name="119", body=incident_body, idempotency_key=incident_key),
+        CourierSettings(durable="fwd-119-other", subjects=("fire.confirmed.>",)),
+        key=_by_incident,
+    )
+    async with rig.running(rig.courier()), rig.running(other):
         await publish(rig.js, confirmed("inc-parked"))
+        await other_fake.wait_for(1, 5)  # the other endpoint took it at once
         await wait_until(lambda: _dead_count(rig, 1), 5)
         listed = await asyncio.to_thread(cli, "list", "--json")
         assert listed.returncode == 0, listed.stderr
@@ -315,7 +324,11 @@ async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> Non
         replayed = await asyncio.to_thread(cli, "replay", str(row["seq"]))
         assert replayed.returncode == 0, replayed.stderr
         assert await rig.fake.wait_for(1, 10) == ["inc-parked:1"]
+        await wait_until(lambda: _consumer_done(rig), 5)
+        await asyncio.sleep(0.3)
+    await other_fake.stop()
     assert await rig.dead_letters() == []
+    assert len(other_fake.requests) == 1  # the replay was for the consumer that parked it only
 
 
 async def test_a_busy_lane_is_held_and_waiting_snapshots_collapse_to_the_newest(rig: Rig) -> None:
