@@ -55,7 +55,7 @@ class Policy:
 class AlarmRecord(BaseModel):
     """One fire alarm inside an incident."""
 
-    model_config = ConfigDict(extra="ignore")  # stored: a newer version's fields must not break us
+    model_config = ConfigDict(extra="allow")  # stored: a newer version's fields survive our rewrite
     id: str
     device: str
     site: str
@@ -113,7 +113,7 @@ class AlarmRecord(BaseModel):
 
 
 class OutboxItem(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
     subject: str
     msg_id: str
     data: str
@@ -122,7 +122,7 @@ class OutboxItem(BaseModel):
 class Incident(BaseModel):
     """The stored state of one incident (one KV value)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
     id: str
     site: str
     test: bool
@@ -207,9 +207,13 @@ class Incident(BaseModel):
         if reason not in DISMISS_REASONS:
             raise AlarmError("bad_reason", f"reason must be one of {', '.join(DISMISS_REASONS)}", reason)
         self._decidable()
-        named = self.alarm(seen) if seen is not None else None
-        if named is not None:
-            newer = [a for a in self.alarms if a.state == "pending" and a.received_at > named.received_at]
+        if seen is not None:
+            # filing order, not time: alarms of one frame share a time, and a spool replay files
+            # old ones late; either way the operator has not seen what was filed after
+            index = next((i for i, a in enumerate(self.alarms) if a.id == seen), None)
+            if index is None:
+                raise AlarmError("unknown", f"alarm {seen} is not in incident {self.id}", seen)
+            newer = [a for a in self.alarms[index + 1 :] if a.state == "pending"]
             if newer:
                 raise AlarmError(
                     "changed",

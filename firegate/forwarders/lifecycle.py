@@ -146,10 +146,10 @@ class Lifecycle:
             m.lifecycle_errors.labels(reason="ingest").inc()
             transient = isinstance(e, TimeoutError | nats.errors.Error | Conflict)
             log.log(logging.WARNING if transient else logging.ERROR,
-                    "alarm lifecycle: %s not filed yet, redelivered in 1 s: %r", event.id, e,
+                    "alarm lifecycle: %s not filed yet, redelivered: %r", event.id, e,
                     exc_info=not transient)
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=1.0)
+            with contextlib.suppress(Exception):  # backs off to a minute for a lasting failure
+                await msg.nak(delay=min(60.0, 2.0 ** min(msg.metadata.num_delivered, 6)))
             return
         with contextlib.suppress(Exception):  # unacked, it comes back and changes nothing
             await msg.ack()

@@ -716,13 +716,17 @@ def test_pending_and_dismissed_incidents_round_trip(decide: str | None) -> None:
     assert Incident.model_validate_json(inc.model_dump_json()) == inc
 
 
-def test_stored_incident_ignores_fields_of_a_newer_version() -> None:
-    # a rolling upgrade: an instance of the next version wrote a field this one does not know
+def test_stored_incident_keeps_fields_of_a_newer_version_through_a_rewrite() -> None:
+    # a rolling upgrade: an instance of the next version wrote fields this one does not know;
+    # they must survive this version's compare-and-set rewrite
     incident = start(fire())
     data = json.loads(incident.model_dump_json())
     data["surprise"] = 1
     data["alarms"][0]["also_new"] = [1, 2]
-    assert Incident.model_validate_json(json.dumps(data)) == incident
+    loaded = Incident.model_validate_json(json.dumps(data))
+    assert loaded.id == incident.id and loaded.alarms[0].id == incident.alarms[0].id
+    rewritten = json.loads(loaded.model_dump_json())
+    assert rewritten["surprise"] == 1 and rewritten["alarms"][0]["also_new"] == [1, 2]
 
 
 # -- properties
@@ -852,3 +856,16 @@ def test_random_operations_keep_the_invariants(
         check_invariants(inc, history, policy, at(clock))
     for inc, _ in incidents:
         assert Incident.model_validate_json(inc.model_dump_json()) == inc
+
+
+def test_a_dismissal_by_alarm_goes_by_filing_order_not_time() -> None:
+    inc = start(fire(address=1, offset=10))
+    add(inc, fire(address=2, offset=10))  # the same frame: the same time, filed after
+    with pytest.raises(AlarmError) as refused:
+        inc.dismiss("false", "zhang", at(20), seen=inc.alarms[0].id)
+    assert refused.value.reason == "changed"
+    with pytest.raises(AlarmError) as unknown:
+        inc.dismiss("false", "zhang", at(20), seen="not-in-this-incident")
+    assert unknown.value.reason == "unknown"
+    inc.dismiss("false", "zhang", at(20), seen=inc.alarms[1].id)
+    assert inc.state == "dismissed"
