@@ -357,7 +357,14 @@ def test_alarm_api_schemas_match_the_lifecycle() -> None:
     rows += [listing(incident, a) for a in incident.alarms]
     for r in rows:
         row.validate(json.loads(json.dumps(r)))
-    answer = {"ok": True, "incident": incident.id, "state": incident.state, "alarms": rows}
+    answer = {
+        "ok": True,
+        "incident": incident.id,
+        "state": incident.state,
+        "already": False,
+        "decided_by": incident.decided_by,
+        "alarms": rows,
+    }
     reply.validate(json.loads(json.dumps(answer)))
     requests = {
         "alarm_list_request": {"state": "pending", "site": None, "limit": 500},
@@ -366,6 +373,31 @@ def test_alarm_api_schemas_match_the_lifecycle() -> None:
     }
     for name, body in requests.items():  # what `firegate alarm` sends
         Draft202012Validator(schemas[name]).validate(body)
+
+
+def test_fault_api_schemas_match_the_tracker() -> None:
+    from firegate.bus.events import FaultRaised
+    from firegate.forwarders.faults import LIST_SUBJECT, OpenFault
+
+    assert ASYNCAPI["channels"]["fault_api"]["address"] == LIST_SUBJECT == schema.FAULT_LIST_SUBJECT
+    schemas = ASYNCAPI["components"]["schemas"]
+    reply = Draft202012Validator(
+        {**schemas["fault_reply"], "components": ASYNCAPI["components"]}, format_checker=FORMATS
+    )
+    raised = EXAMPLES["fault_raised"]
+    assert isinstance(raised, FaultRaised)
+    fault = OpenFault(
+        device=raised.device,
+        site=raised.site,
+        condition=raised.condition,
+        condition_zh=raised.condition_zh,
+        point=raised.point,
+        raised_at=raised.received_at,
+        event_id=raised.id,
+    )
+    row = fault.row(datetime(2024, 5, 18, tzinfo=UTC))
+    reply.validate(json.loads(json.dumps({"ok": True, "faults": [row]})))
+    Draft202012Validator(schemas["fault_list_request"]).validate({"site": None})
 
 
 def test_every_internal_reference_resolves() -> None:
