@@ -177,10 +177,20 @@ class Lifecycle:
         await self.store.remember(event.id, incident_id)
         await self._apply_policies(incident_id, now)
         await self._flush(incident_id)
-        loaded = await self.store.load(incident_id)
-        if loaded is None:
+        incident = await self._current(incident_id)
+        if incident is None:
             raise AlarmError("unknown", f"no incident {incident_id}", incident_id)
-        return loaded[0]
+        return incident
+
+    async def _current(self, incident_id: str) -> Incident | None:
+        """The incident as this instance last stored or saw it (every local change updates the
+        view); the bucket only when the view has not got it yet. Decisions reread the bucket
+        anyway (`_change`), and the ticker and resync pick up what other instances left."""
+        incident = self.view.get(incident_id)
+        if incident is None:
+            loaded = await self.store.load(incident_id)
+            incident = loaded[0] if loaded else None
+        return incident
 
     async def _holds(self, incident_id: str, alarm_id: str) -> bool:
         loaded = await self.store.load(incident_id)
@@ -263,12 +273,9 @@ class Lifecycle:
     # -- decisions
 
     async def _apply_policies(self, incident_id: str, now: datetime) -> None:
-        incident = self.view.get(incident_id)
-        if incident is None or incident.due_policy(now, self.policy) is None:
-            loaded = await self.store.load(incident_id)
-            if loaded is None:
-                return
-            incident = loaded[0]
+        incident = await self._current(incident_id)
+        if incident is None:
+            return
         name = incident.due_policy(now, self.policy)
         if name is None:
             return
@@ -355,11 +362,7 @@ class Lifecycle:
 
     async def _flush(self, incident_id: str) -> None:
         """Publish the incident's stored events, then remove them from the outbox."""
-        incident = self.view.get(incident_id)
-        loaded = None
-        if incident is None or not incident.outbox:
-            loaded = await self.store.load(incident_id)
-            incident = loaded[0] if loaded else None
+        incident = await self._current(incident_id)
         if incident is None or not incident.outbox:
             return
         sent: set[str] = set()

@@ -10,7 +10,6 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 ALARM_STATES: Final = ("pending", "confirmed", "dismissed", "merged")
-DECISIONS: Final = ("operator", "policy", "incident")
 
 alarms_by_state: Final = Gauge(
     "firegate_alarms", "Fire alarms the lifecycle holds (retained in its KV bucket), by state.", ["state"]

@@ -145,12 +145,3 @@ class AlarmStore:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
-
-async def ping(kv: KeyValue) -> bool:
-    """The bucket answers (for readiness)."""
-    try:
-        async with asyncio.timeout(2.0):
-            await kv.status()
-        return True
-    except (TimeoutError, nats.errors.Error):
-        return False
