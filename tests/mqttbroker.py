@@ -23,12 +23,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-_RESERVED_PORTS = (1883, 8883)
+from tests.ports import RESERVED_PORTS, free_port
+
 _FALLBACK_BINARY = "/usr/sbin/mosquitto"
 _START_TIMEOUT = 5.0
 _STOP_TIMEOUT = 5.0
@@ -45,17 +45,6 @@ def find_mosquitto() -> str:
     raise RuntimeError(
         "mosquitto not found (PATH, /usr/sbin/mosquitto); the MQTT tests need it: apt-get install mosquitto"
     )
-
-
-def _free_port() -> int:
-    # Mosquitto rejects port 0, so borrow one from the kernel; another process
-    # may grab it before Mosquitto binds it, hence the retries in running_mosquitto.
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port not in _RESERVED_PORTS:
-            return port
 
 
 class MosquittoStartError(RuntimeError):
@@ -214,14 +203,14 @@ async def running_mosquitto(tmp_dir: str | os.PathLike[str]) -> AsyncIterator[Mo
     path = Path(tmp_dir)
     broker: MosquittoBroker | None = None
     for attempt in range(_PORT_ATTEMPTS):
-        broker = MosquittoBroker(path, _free_port(), binary)
+        broker = MosquittoBroker(path, free_port(), binary)
         try:
             await broker.start()
             break
         except MosquittoStartError as e:
             if not e.exited or attempt == _PORT_ATTEMPTS - 1:
                 raise
-    assert broker is not None and broker.port not in _RESERVED_PORTS
+    assert broker is not None and broker.port not in RESERVED_PORTS
     try:
         yield broker
     finally:

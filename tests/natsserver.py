@@ -26,8 +26,7 @@ from nats.aio.client import Client as NATS
 
 from firegate.bus.jetstream import connect
 from firegate.bus.server import EmbeddedNatsServer
-
-_RESERVED_PORTS = (4222, 4223)
+from tests.ports import RESERVED_PORTS
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +46,7 @@ async def running_nats_server(
     server = EmbeddedNatsServer(store_dir, **options)
     await server.start()
     try:
-        assert server.port not in _RESERVED_PORTS, f"test server landed on reserved port {server.port}"
+        assert server.port not in RESERVED_PORTS, f"test server landed on reserved port {server.port}"
         yield server
     finally:
         await server.stop()

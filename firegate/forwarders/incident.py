@@ -52,6 +52,12 @@ class Policy:
     escalate_after: float | None = 300.0  # pending this long: confirm; None disables
 
 
+class StoredPoint(Point):
+    """A point as stored in an incident: fields a newer version adds survive our rewrite."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
 class AlarmRecord(BaseModel):
     """One fire alarm inside an incident."""
 
@@ -66,7 +72,7 @@ class AlarmRecord(BaseModel):
     manual: bool
     test: bool
     origin: str
-    point: Point
+    point: StoredPoint
     status_flags: list[str] = []
     decided_at: datetime | None = None
     decided_by: str | None = None
@@ -85,7 +91,7 @@ class AlarmRecord(BaseModel):
             manual=event.manual,
             test=event.test,
             origin=event.origin,
-            point=event.point,
+            point=StoredPoint(**event.point.model_dump()),
             status_flags=list(event.status_flags),
         )
 
@@ -108,7 +114,7 @@ class AlarmRecord(BaseModel):
             received_at=self.received_at,
             source=self.source,
             manual=self.manual,
-            point=self.point,
+            point=Point(**self.point.model_dump(include=set(Point.model_fields))),
         )
 
 

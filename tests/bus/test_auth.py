@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,18 +23,11 @@ from firegate.bus.errors import NatsConnectError
 from firegate.bus.jetstream import connect, connect_options, tls_context
 from firegate.bus.server import find_nats_server
 from firegate.config import Nats
+from tests.ports import free_port
 
 START_TIMEOUT = 10.0
 FAIL_TIMEOUT = 1.0  # connect_timeout for the attempts that must fail
 FAIL_BOUND = FAIL_TIMEOUT + 3.0  # ... and how long they may take at most
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    assert port not in (4222, 4223)
-    return port
 
 
 def _tail(log: Path) -> str:
@@ -72,7 +64,7 @@ async def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) ->
 @contextlib.asynccontextmanager
 async def nats_server_with(tmp_path: Path, config: str) -> AsyncIterator[int]:
     """A nats-server with ``config`` on a free loopback port; yields the port, killed on exit."""
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / f"nats-{port}.conf"
     conf.write_text(config)
     log = tmp_path / f"nats-{port}.log"

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import ssl
 import sys
 import time
@@ -24,6 +23,7 @@ from firegate.forwarders.delivery import Delivery
 from firegate.forwarders.errors import DeliveryError
 from firegate.forwarders.http import HttpPoster
 from firegate.tools.fake119 import FakeDispatch119
+from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -48,13 +48,6 @@ def incident_body(incident: str, update: int | str) -> Callable[[Delivery], byte
         return json.dumps({"incident_id": incident, "update": update, "event": d.event.id}).encode()
 
     return body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

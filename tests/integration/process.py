@@ -12,13 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.ports import free_ports
+
 FIREGATE = str(Path(sys.executable).with_name("firegate"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
@@ -32,14 +28,14 @@ class Firegate:
         self.workdir = workdir
         self.args = list(args)  # e.g. --config FILE, --role forwarders
         self.log = workdir / log
-        self.gb, self.http, self.nats = free_port(), free_port(), free_port()
+        self.gb, self.http, self.nats = free_ports(3)
         self.env = dict(
             os.environ,
             FIREGATE_GB26875__LISTEN=f"127.0.0.1:{self.gb}",
             FIREGATE_HTTP__LISTEN=f"127.0.0.1:{self.http}",
             FIREGATE_NATS__EMBEDDED_PORT=str(self.nats),
             FIREGATE_GB26875__CLOCK_SYNC_ON_CONNECT="false",
-            FIREGATE_LOG__LEVEL="WARNING",
+            FIREGATE_LOG__LEVEL=os.environ.get("FIREGATE_TEST_LOG_LEVEL", "INFO"),
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

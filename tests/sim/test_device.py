@@ -12,6 +12,7 @@ import pytest
 
 from firegate.codecs.gb26875 import ComponentStatus, Frame, SystemStatus
 from firegate.sim import DeviceSettings, Faults, Kind, Outcome, SimulatedUitd, UdpSimulatedUitd
+from tests.ports import free_port
 from tests.sim.center import Center, Received, UdpCenter
 
 HOST = "127.0.0.1"
@@ -28,13 +29,6 @@ FAST = DeviceSettings(
 
 def data_frames(r: Received) -> bool:
     return r.frame.command == 2 and not r.frame.is_heartbeat
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_fire_alarm_confirmed_with_latency() -> None:

@@ -20,8 +20,9 @@ from firegate.sim import (
     run_load,
     sim_main,
 )
+from tests.ports import free_port
 from tests.sim.center import Center
-from tests.sim.test_device import HOST, free_port
+from tests.sim.test_device import HOST
 
 
 async def test_run_load_200_devices_counts_agree() -> None:
