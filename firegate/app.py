@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
+from firegate.bus.errors import NatsConnectError, NatsServerError
 from firegate.bus.jetstream import StreamSettings, connect, connect_options, ensure_kv, ensure_stream
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
 from firegate.bus.normalize import Normalizer
@@ -19,6 +20,7 @@ from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
 from firegate.config import ROLES, Settings, parse_host_port
+from firegate.errors import StartupError
 from firegate.forwarders.courier import Courier, ensure_dead_letter_stream
 from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
 from firegate.forwarders.faults import FaultTracker
@@ -74,20 +76,30 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
             max_file=settings.nats.embedded_max_file,
             sync_always=settings.nats.embedded_sync,
         )
-        await server.start()
+        try:
+            await server.start()
+        except NatsServerError as e:
+            raise StartupError("nats.embedded_port", settings.nats.embedded_port, e.summary) from e
         log.info("embedded nats-server on %s", server.url)
     try:
-        nc = await connect(
-            settings.nats.urls,
-            "firegate",
-            connect_timeout=settings.nats.connect_timeout,
-            **connect_options(settings.nats),
-        )
+        try:
+            nc = await connect(
+                settings.nats.urls,
+                "firegate",
+                connect_timeout=settings.nats.connect_timeout,
+                **connect_options(settings.nats),
+            )
+        except NatsConnectError as e:
+            raise StartupError("nats.url", ",".join(settings.nats.urls), str(e)) from e
         try:
             yield nc
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(nc.drain(), 5)
+            except Exception as e:  # TimeoutError, or the connection already lost: close anyway
+                log.warning("NATS drain did not finish cleanly (%r); closing", e)
+                with contextlib.suppress(Exception):
+                    await nc.close()
     finally:
         if server is not None:
             await server.stop()
@@ -95,7 +107,13 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
 
 class _Readiness:
     """/readyz: NATS connected, and each role of this process able to work (the UITD listener
-    bound and the spool below its limit; the alarm lifecycle consuming; forwarders subscribed)."""
+    bound and the spool below its limit; the alarm lifecycle consuming; forwarders subscribed).
+
+    The spool check fails at ``SPOOL_NOT_READY_AT`` of ``bus.spool_max_bytes``, before the spool
+    is full: a load balancer then moves devices to another gateway while this one can still
+    take their frames, rather than after it has begun to refuse them."""
+
+    SPOOL_NOT_READY_AT = 0.9
 
     def __init__(self) -> None:
         self._nc: NATS | None = None
@@ -123,7 +141,46 @@ class _Readiness:
     def spool(self) -> tuple[bool, str]:
         if self._spool is None:
             return False, "starting"
-        return self._spool.pending_bytes < self._limit, f"{self._spool.pending_bytes} bytes pending"
+        pending = self._spool.pending_bytes
+        ok = pending < self._limit * self.SPOOL_NOT_READY_AT
+        detail = f"{pending} of {self._limit} bytes pending"
+        return ok, detail if ok else f"nearly full: {detail}"
+
+
+async def _serve(gateway: Gateway, listen: str) -> None:
+    try:
+        await gateway.serve()
+    except* OSError as errors:
+        if gateway.ready.is_set():
+            raise
+        reason = "; ".join(e.strerror or str(e) for e in errors.exceptions if isinstance(e, OSError))
+        raise StartupError("gb26875.listen", listen, f"cannot listen: {reason}") from errors
+
+
+async def _listening(gateway: Gateway, serving: asyncio.Task[None]) -> None:
+    """Wait until the UITD listener is bound: a port already taken stops the start here, before
+    anything else starts (the task group cancels this wait and raises _serve's error)."""
+    bound = asyncio.ensure_future(gateway.ready.wait())
+    try:
+        await asyncio.wait({bound, serving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        bound.cancel()
+
+
+Check = Callable[[], tuple[bool, str]]
+
+
+class _LateChecks:
+    """Readiness checks registered before /readyz answers, bound to their service once it exists."""
+
+    def __init__(self) -> None:
+        self._bound: dict[str, Check] = {}
+
+    def check(self, name: str) -> Check:
+        return lambda: self._bound[name]() if name in self._bound else (False, "starting")
+
+    def bind(self, name: str, check: Check) -> None:
+        self._bound[name] = check
 
 
 def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Callable[[], tuple[bool, str]]:
@@ -156,7 +213,10 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     data_dir = Path(settings.data_dir)
-    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    try:
+        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    except OSError as e:
+        raise StartupError("data_dir", str(data_dir), f"cannot create it: {e.strerror or e}") from e
     if "gateway" in roles:
         log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
     sites = LiveSites(settings.sites)
@@ -186,8 +246,18 @@ async def run(settings: Settings) -> None:
     if "gateway" in roles:
         health.add_check("gb26875_listener", up.listener)
         health.add_check("spool", up.spool)
-    await health.start()
+    # the other roles' services exist only once NATS is up; their checks answer "starting" till then
+    late = _LateChecks()
+    for role, names in (("lifecycle", ("alarm_lifecycle", "fault_tracker")), ("forwarders", ("forwarders",))):
+        if role in roles:
+            for name in names:
+                health.add_check(name, late.check(name))
+    try:
+        await health.start()
+    except OSError as e:
+        raise StartupError("http.listen", settings.http.listen, f"cannot listen: {e.strerror or e}") from e
     log.info("roles: %s", ", ".join(r for r in ROLES if r in roles))
+    stopping: float | None = None
     try:
         async with nats_connection(settings) as nc, contextlib.AsyncExitStack() as stack:
             up.attach_nats(nc)
@@ -223,7 +293,8 @@ async def run(settings: Settings) -> None:
                     gateway = Gateway(options, JetStreamSink(pub), normalizer=normalizer, site_of=site_of)
                     gateways.append(gateway)
                     up.attach_gateway(gateway, spool, settings.bus.spool_max_bytes)
-                    serving = tg.create_task(gateway.serve())
+                    serving = tg.create_task(_serve(gateway, settings.gb26875.listen))
+                    await _listening(gateway, serving)
                     commands = tg.create_task(CommandServer(nc, gateway).run())
                     gateway_tasks.append(tg.create_task(pub.run_replayer()))
                     gateway_tasks.append(tg.create_task(memory.run_flusher()))
@@ -239,7 +310,7 @@ async def run(settings: Settings) -> None:
                         catch_up=settings.alarms.catch_up,
                     )
                     ready = _event_check(lifecycle.ready, "consuming", "starting")
-                    health.add_check("alarm_lifecycle", ready)
+                    late.bind("alarm_lifecycle", ready)
                     consumers.append(tg.create_task(lifecycle.run()))
                     tracker = FaultTracker(
                         nc,
@@ -247,27 +318,31 @@ async def run(settings: Settings) -> None:
                         stream=settings.bus.stream,
                         catch_up=settings.alarms.catch_up,
                     )
-                    health.add_check("fault_tracker", _event_check(tracker.ready, "consuming", "starting"))
+                    late.bind("fault_tracker", _event_check(tracker.ready, "consuming", "starting"))
                     consumers.append(tg.create_task(tracker.run()))
                 if "forwarders" in roles:
                     await ensure_dead_letter_stream(js, replicas)
                     couriers = dispatch_couriers(js, settings) + fault_couriers(js, settings)
-                    if couriers:
-                        health.add_check("forwarders", _couriers_check(couriers))
+                    late.bind("forwarders", _couriers_check(couriers))
                     if not settings.dispatch119.urls:
                         log.warning("dispatch119.url is not set: confirmed fires go to no 119 endpoint")
                     consumers += [tg.create_task(c.run()) for c in couriers]
                 await stop.wait()
+                stopping = loop.time()
                 log.info("stopping: draining")
                 if commands is not None:
                     commands.cancel()  # no new device commands while draining
                 if gateway is not None and serving is not None:
                     gateway.stop()
                     await serving
+                    log.info("gateway drained in %.1f s", loop.time() - stopping)
                 # consumers hold nothing unacked that would be lost: the stream redelivers it
                 for task in [*gateway_tasks, *consumers]:
                     task.cancel()
+            log.info("tasks stopped after %.1f s", loop.time() - stopping)
     finally:
         await health.stop()
+        if stopping is not None:
+            log.info("stopped in %.1f s", loop.time() - stopping)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

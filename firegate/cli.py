@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from firegate.errors import StartupError
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -43,7 +47,29 @@ def _run(args: argparse.Namespace) -> int:
             runner.run(run(settings))
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        startup = _startup_error(e)
+        if startup is None:
+            raise
+        logging.getLogger("firegate").error(
+            "cannot start: %s", startup, extra={"key": startup.key, "value": str(startup.value)}
+        )
+        return 1
     return 0
+
+
+def _startup_error(error: BaseException) -> StartupError | None:
+    """The StartupError behind a failed start, also from inside a task group's ExceptionGroup."""
+    from firegate.errors import StartupError
+
+    if isinstance(error, StartupError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _startup_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _config_check(args: argparse.Namespace) -> int:

@@ -64,3 +64,14 @@ class ConfigError(FiregateError, ValueError):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+class StartupError(FiregateError, RuntimeError):
+    """`firegate run` cannot start: a port taken, NATS unreachable, a directory not writable.
+    Names the setting to look at (``key``) and the value it had."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{key}: {reason} (got {value!r})")

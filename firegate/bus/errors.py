@@ -21,6 +21,8 @@ class NatsServerError(BusError, RuntimeError):
         self.exit_code = exit_code
         self.log_tail = log_tail
         text = message if exit_code is None else f"{message} (exit code {exit_code})"
+        fatal = [line for line in log_tail.splitlines() if "[FTL]" in line or "[ERR]" in line]
+        self.summary = f"{text}: {fatal[-1].split('] ', 2)[-1]}" if fatal else text  # one line, for logs
         if log_tail:
             text += f"\n--- nats-server log (tail) ---\n{log_tail}"
         super().__init__(text)

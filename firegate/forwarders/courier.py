@@ -257,7 +257,8 @@ class Courier:
             except DeliveryError as e:
                 failure = e
             except Exception as e:  # a destination bug must not lose the event: retry it
-                log.exception("%s forwarder: unexpected error delivering %s", self.label, event.id)
+                log.exception("%s forwarder: unexpected error delivering %s", self.label, event.id,
+                              extra={"device": event.device, "event_id": event.id})
                 failure = DeliveryError("internal", repr(e), retryable=True)
             else:
                 m.forward_attempts.labels(destination=self.label, result="accepted").inc()
@@ -277,7 +278,8 @@ class Courier:
                 m.forward_retries.labels(destination=self.label).inc()
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("%s forwarder: %s not delivered (attempt %d, %s), retrying",
-                                self.label, event.id, attempt, failure)
+                                self.label, event.id, attempt, failure,
+                                extra={"device": event.device, "event_id": event.id, "attempt": attempt})
             await asyncio.sleep(random.uniform(0, delay))  # full jitter; the heartbeat holds it
             delay = min(delay * 2, self.settings.backoff_max)
 
@@ -307,12 +309,15 @@ class Courier:
             await self.js.publish(subject, msg.data, timeout=5.0, stream=DEAD_LETTER_STREAM, headers=headers)
         except (TimeoutError, nats.errors.Error) as e:
             log.error("%s forwarder: cannot dead-letter seq %d (%r): kept and retried",
-                      self.label, msg.metadata.sequence.stream, e)
+                      self.label, msg.metadata.sequence.stream, e,
+                      extra={"device": event.device if event is not None else None})
             return False
         m.forward_dead_letters.labels(destination=self.label, reason=reason).inc()
         log.error(
             "%s forwarder: DEAD LETTER %s (%s: %s) -> %s",
             self.label, event.id if event is not None else msg.subject, reason, detail, subject,
+            extra={"device": event.device if event is not None else None,
+                   "event_id": event.id if event is not None else None, "reason": reason},
         )
         await self._ack(msg)
         return True

@@ -147,7 +147,7 @@ class Lifecycle:
             transient = isinstance(e, TimeoutError | nats.errors.Error | Conflict)
             log.log(logging.WARNING if transient else logging.ERROR,
                     "alarm lifecycle: %s not filed yet, redelivered: %r", event.id, e,
-                    exc_info=not transient)
+                    exc_info=not transient, extra={"device": event.device, "event_id": event.id})
             with contextlib.suppress(Exception):  # backs off to a minute for a lasting failure
                 await msg.nak(delay=min(60.0, 2.0 ** min(msg.metadata.num_delivered, 6)))
             return
@@ -237,7 +237,8 @@ class Lifecycle:
                 return kept[0]
             m.alarms_ingested.labels(result="new").inc()
             self.view[incident.id] = incident
-            log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id)
+            log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id,
+                     extra={"device": event.device, "site": event.site, "incident": incident.id})
             return incident
         raise Conflict(f"head.{head_key}")
 

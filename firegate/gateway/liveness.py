@@ -58,6 +58,10 @@ class DeviceTracker:
         else:
             state.last_seen, state.last_seen_at, state.online, state.offline_since = now, wall, True, None
 
+    def forget(self, device: str) -> None:
+        """Another gateway serves the device now: its link state is no longer ours to report."""
+        self.devices.pop(device, None)
+
     def unsweep(self, events: list[DeviceOffline]) -> None:
         """Offline events that could not be stored: back to online, so the next sweep retries."""
         for event in events:

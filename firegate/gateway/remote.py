@@ -2,19 +2,25 @@
 
 Each gateway process subscribes for the devices it holds, so a request reaches the process that
 has the device's connection, and a device connected nowhere gets NATS' "no responders" at once.
+
+Gateways behind one load balancer also ask each other, on `firegate.cmd.<device>.presence`,
+whether a device that fell silent on one of them reconnected to another (see `served_elsewhere`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from datetime import datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
 
 from firegate.codecs.gb26875 import DataUnitError, EncodeError, frame_to_json
 from firegate.codecs.gb26875.objects import OBJECT_CLASSES, InfoObject, Reserved
@@ -26,6 +32,7 @@ from firegate.gateway.session import CommandFailed
 log = logging.getLogger("firegate.gateway.remote")
 PREFIX = "firegate.cmd"
 ACTIONS = ("clock_sync", "init", "duty_check", "read")
+PRESENCE = "presence"  # gateway to gateway only
 
 
 def _objects(type_flag: int, specs: list[dict[str, Any]] | None) -> list[InfoObject]:
@@ -46,10 +53,13 @@ def _objects(type_flag: int, specs: list[dict[str, Any]] | None) -> list[InfoObj
 
 
 class CommandServer:
-    def __init__(self, nc: NATS, gateway: Gateway) -> None:
+    def __init__(self, nc: NATS, gateway: Gateway, *, presence_timeout: float = 1.0) -> None:
         self.nc = nc
         self.gw = gateway
+        self.instance = secrets.token_hex(8)  # tells this process' own presence answers apart
+        self.presence_timeout = presence_timeout
         self._subs: dict[str, Subscription] = {}
+        gateway.served_elsewhere = self.served_elsewhere
 
     async def run(self) -> None:
         """Follow the gateway's sessions: subscribe when a device appears, drop it when it leaves."""
@@ -66,9 +76,43 @@ class CommandServer:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
 
+    async def served_elsewhere(self, devices: list[str]) -> set[str]:
+        """Those of `devices` another gateway process holds a connection for right now."""
+        for device in devices:
+            # our own subscription of a device whose connection just closed would turn "no
+            # responders" (connected nowhere, known at once) into a wait for the timeout
+            if device in self._subs and not self.gw.holds(device):
+                with contextlib.suppress(Exception):
+                    await self._subs.pop(device).unsubscribe()
+        answers = await asyncio.gather(*(self._held_elsewhere(d) for d in devices))
+        return {d for d, held in zip(devices, answers, strict=True) if held}
+
+    async def _held_elsewhere(self, device: str) -> bool:
+        ask = json.dumps({"asker": self.instance}).encode()
+        try:
+            msg = await self.nc.request(f"{PREFIX}.{device}.{PRESENCE}", ask, timeout=self.presence_timeout)
+        except (NoRespondersError, TimeoutError):
+            return False  # connected nowhere (or only here, where the session just ended)
+        with contextlib.suppress(ValueError, AttributeError):
+            answer = json.loads(msg.data)
+            return bool(answer.get("ok")) and answer.get("gateway") != self.instance
+        return False
+
+    async def _presence(self, msg: Msg, device: str) -> None:
+        # silence, not "no": only a process holding the device answers, so the first answer counts
+        with contextlib.suppress(ValueError, AttributeError):
+            if json.loads(msg.data).get("asker") == self.instance:
+                return
+        if msg.reply and self.gw.holds(device):
+            body = {"ok": True, "device": device, "action": PRESENCE, "gateway": self.instance}
+            await msg.respond(json.dumps(body).encode())
+
     async def _handle(self, msg: Msg) -> None:
         parts = msg.subject.split(".")
         device, action = parts[2], parts[3]
+        if action == PRESENCE:
+            await self._presence(msg, device)
+            return
         try:
             args = json.loads(msg.data) if msg.data else {}
             if not isinstance(args, dict):

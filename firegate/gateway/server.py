@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any, TypeVar, cast
 
-from firegate.bus.events import DutyCheckResult
+from firegate.bus.events import DeviceOffline, DutyCheckResult
 from firegate.bus.normalize import MemoryStatusMemory, Normalizer
 from firegate.codecs.gb26875 import (
     ClockSync,
@@ -112,6 +112,8 @@ class Gateway:
         self.udp_port: int | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self.device_events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # ("up"|"down", device)
+        # scale-out: which of these silent devices does another gateway serve now? (remote.py)
+        self.served_elsewhere: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._background: set[asyncio.Task[Any]] = set()  # command work; cancelled at stop
 
     # ---- clocks (a seam for tests) --------------------------------------------------------------
@@ -174,19 +176,24 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     s.transport.pause_reading()
         waits = [asyncio.ensure_future(s.idle.wait()) for s in sessions if not s.idle.is_set()]
+        late: set[asyncio.Future[Any]] = set()
         if waits:
             _, late = await asyncio.wait(waits, timeout=self.options.drain_timeout)
             for w in late:
                 w.cancel()
-        for s in [*sessions, *self._rt.udp_peers.values()]:
+        peers = [*sessions, *self._rt.udp_peers.values()]
+        for s in peers:
             s.close("shutdown")
             s.connection_lost(None)
+        if peers:
+            unfinished = f", {len(late)} with frames still unconfirmed" if late else ""
+            log.info("closed %d device connections%s", len(peers), unfinished)
 
     # ---- sessions (called by Session) -----------------------------------------------------------
 
     def admit(self, session: Session) -> bool:
         if len(self._rt.sessions) >= self.options.max_connections:
-            metrics.CLOSED.labels("max_connections").inc()
+            metrics.closed["max_connections"].inc()
             assert session.transport is not None
             session.transport.abort()
             return False
@@ -229,7 +236,8 @@ class Gateway:
             if self.options.registry_policy == "reject":
                 return False
             if self.options.registry_policy == "flag":
-                log.warning("unregistered device %s from %s", device, peer)
+                fields = {"device": device, "peer": peer}
+                log.warning("unregistered device %s from %s", device, peer, extra=fields)
             return True
         if not nets:
             return True
@@ -243,6 +251,11 @@ class Gateway:
     def session_of(self, device: str) -> Session | None:
         return self._rt.by_device.get(device)
 
+    def holds(self, device: str) -> bool:
+        """Is the device's connection here and open (not being closed)?"""
+        session = self._rt.by_device.get(device)
+        return session is not None and session.transport is not None and not session.transport.is_closing()
+
     @property
     def connections(self) -> int:
         return len(self._rt.sessions)
@@ -254,7 +267,7 @@ class Gateway:
     ) -> Frame:
         session = self.session_of(device)
         if session is None:
-            metrics.COMMANDS.labels(action, "not_connected").inc()
+            metrics.command_result(action, "not_connected").inc()
             raise CommandFailed("not_connected", device)
         return await session.command(command, type_flag, objects, action=action)
 
@@ -300,7 +313,7 @@ class Gateway:
         try:
             await self.sink.publish([result], fire=False)
         except Exception as e:  # the check is over either way; its record is what failed
-            log.error("duty check result for %s not stored: %s", device, e)
+            log.error("duty check result for %s not stored: %s", device, e, extra={"device": device})
         return result
 
     async def _duty_result(
@@ -359,7 +372,7 @@ class Gateway:
                 limit = opts.first_frame_timeout if s.valid_frames == 0 else opts.idle_timeout
                 if now - s.last_rx > limit:
                     s.close("no_valid_frame" if s.valid_frames == 0 else "idle")
-            offline = self.tracker.sweep(self.site_of)
+            offline = await self._not_moved(self.tracker.sweep(self.site_of))
             metrics.DEVICES_ONLINE.set(self.tracker.online)
             if offline:
                 try:
@@ -367,6 +380,22 @@ class Gateway:
                 except Exception as e:
                     log.error("could not publish %d offline events, retrying next sweep: %s", len(offline), e)
                     self.tracker.unsweep(offline)
+
+    async def _not_moved(self, offline: list[DeviceOffline]) -> list[DeviceOffline]:
+        """Behind a load balancer a device that reconnected went to another gateway: silent here
+        is not offline. Forget it (its gateway now owns its link state) instead of raising a false
+        link fault. When the question cannot be answered, the offline event stands."""
+        if not offline or self.served_elsewhere is None:
+            return offline
+        try:
+            moved = await self.served_elsewhere([e.device for e in offline])
+        except Exception as e:
+            log.warning("could not ask other gateways about %d silent devices: %r", len(offline), e)
+            return offline
+        for device in moved:
+            self.tracker.forget(device)
+            log.info("device %s moved to another gateway", device, extra={"device": device})
+        return [e for e in offline if e.device not in moved]
 
     async def _daily_clock_sync(self, at: dt_time) -> None:
         """Sync every connected device's clock once a day (GB 50440 keeps clocks within 5 s)."""

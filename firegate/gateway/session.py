@@ -20,6 +20,7 @@ from firegate.codecs.gb26875 import (
     Frame,
     FrameError,
     Framer,
+    HeaderInfo,
     InfoObject,
     SystemStatus,
     UitdOperation,
@@ -31,6 +32,7 @@ from firegate.codecs.gb26875 import (
 from firegate.codecs.gb26875.tables import TypeFlag, name_of, zh_of
 from firegate.gateway import metrics
 from firegate.gateway.udp import DatagramPeer
+from firegate.ops.logging import FieldsAdapter
 
 if TYPE_CHECKING:
     from firegate.gateway.server import Gateway
@@ -104,7 +106,11 @@ class Session(asyncio.BufferedProtocol):
         self.last_rx = time.monotonic()
         self.valid_frames = 0
         self.greeted = False
-        self._recent: deque[bytes] = deque(maxlen=4)
+        self._recent: deque[bytes] = deque(maxlen=4)  # confirmed: seen again, it is a retransmission
+        self._unconfirmed: deque[bytes] = deque(maxlen=4)  # shed or not stored: the device resends it
+        self._skew_warned = False
+        self._fields: dict[str, object] = {"device": None, "peer": self.peer}
+        self.log = FieldsAdapter(log, self._fields)  # every line of this session names its device
 
     # ---- transport callbacks ----------------------------------------------------------------
 
@@ -114,10 +120,11 @@ class Session(asyncio.BufferedProtocol):
         self.protocol = "udp" if isinstance(transport, DatagramPeer) else "tcp"
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._fields["peer"] = self.peer
         if not self.gw.admit(self):
             return
         self.transport.set_write_buffer_limits(high=self.gw.options.write_buffer_limit)
-        metrics.CONNECTIONS.labels(self.protocol).inc()
+        metrics.connections[self.protocol].inc()
         self._counted = True
         self.gw.start_session(self)
 
@@ -140,7 +147,7 @@ class Session(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._counted and not self.closed.is_set():
-            metrics.CONNECTIONS.labels(self.protocol).dec()
+            metrics.connections[self.protocol].dec()
         self.closed.set()
         self._wake.set()
         for future in self._pending.values():
@@ -155,16 +162,18 @@ class Session(asyncio.BufferedProtocol):
     # ---- inbound ------------------------------------------------------------------------------
 
     def _frame_error(self, error: FrameError) -> None:
-        metrics.DECODE_ERRORS.labels(error.reason).inc()
-        log.info(
-            "bad frame from %s: %s", self.peer, error, extra={"device": self.device, "serial": error.serial}
-        )
+        metrics.decode_error(error.reason).inc()
+        self.log.info("bad frame: %s", error, extra={"serial": error.serial, "reason": error.reason})
         if error.deniable and error.header is not None:
-            self.write(answer(error.header, Command.DENY, center_address=self.center_raw))
-            metrics.DENIES.inc()
+            self._deny(error.header, error.reason)
+
+    def _deny(self, to: Frame | HeaderInfo, reason: str) -> None:
+        self.write(answer(to, Command.DENY, center_address=self.center_raw))
+        metrics.DENIES.inc()
+        metrics.denies.get(reason, metrics.denies["frame"]).inc()
 
     def _frame(self, frame: Frame) -> None:
-        metrics.frames_in(self.protocol, frame.command).inc()
+        metrics.frames_in(self.protocol, frame.command).inc()  # two dict lookups, no .labels()
         self.valid_frames += 1
         command = frame.command
         if command in (Command.CONFIRM, Command.REPLY, Command.DENY):
@@ -175,11 +184,10 @@ class Session(asyncio.BufferedProtocol):
         if command != Command.SEND_DATA:
             # control and request go center -> UITD; from a UITD they are refused (§6)
             if command < 128:
-                metrics.DECODE_ERRORS.labels("direction").inc()
-                self.write(answer(frame, Command.DENY, center_address=self.center_raw))
-                metrics.DENIES.inc()
+                metrics.decode_errors["direction"].inc()
+                self._deny(frame, "direction")
             else:
-                metrics.DECODE_ERRORS.labels("user_command").inc()
+                metrics.decode_errors["user_command"].inc()
             return
         unit: DataUnit | None = None
         error: DataUnitError | None = None
@@ -187,11 +195,11 @@ class Session(asyncio.BufferedProtocol):
             unit = frame.data_unit
         except DataUnitError as e:
             error = e
-            metrics.DECODE_ERRORS.labels("data_unit").inc()
+            metrics.decode_errors["data_unit"].inc()
         fire = carries_fire(unit)
         queued = len(self._fire) + len(self._normal)
         if self.protocol == "udp" and not fire and queued >= self.gw.options.queue_limit:
-            metrics.SHED.labels("queue_full").inc()  # datagrams cannot be paused; fire never shed
+            metrics.shed["queue_full"].inc()  # datagrams cannot be paused; fire never shed
             return
         item = Inbound(frame, unit, error, fire, time.monotonic())
         (self._fire if fire else self._normal).append(item)
@@ -224,7 +232,7 @@ class Session(asyncio.BufferedProtocol):
                         self.transport.resume_reading()
                 await self._process(item)
         except Exception:
-            log.exception("session %s (%s) failed", self.peer, self.device)
+            self.log.exception("session failed")
             self.close("internal_error")
         finally:
             self.close("worker_stopped")  # cancelled or failed: never leave the socket open unserved
@@ -236,15 +244,21 @@ class Session(asyncio.BufferedProtocol):
             return
         if frame.source_raw != self.device_raw:
             # a device is its source address (spec §8); one connection speaks for one device
-            metrics.DECODE_ERRORS.labels("source_changed").inc()
-            self.write(answer(frame, Command.DENY, center_address=self.center_raw))
-            metrics.DENIES.inc()
+            metrics.decode_errors["source_changed"].inc()
+            self._deny(frame, "source_changed")
+            self.log.info(
+                "denied a frame from another source address %d",
+                frame.source,
+                extra={"serial": frame.serial, "reason": "source_changed"},
+            )
             return
         device = self.device
         assert device is not None
         retransmission = frame.raw in self._recent
         if retransmission:
             metrics.RETRANSMISSIONS.inc()
+        # a resent frame carries its first sending's time tags: kept out of the clock histograms
+        resent = retransmission or frame.raw in self._unconfirmed
         events: list[Envelope] = []
         states = None
         online = self.gw.tracker.online_event(device, self.gw.site_of(device), self.peer)
@@ -256,7 +270,8 @@ class Session(asyncio.BufferedProtocol):
             events.append(self._undecoded(device, frame, item))
         elif item.unit is not None:
             if not item.fire and not retransmission and not self._take_token():
-                metrics.SHED.labels("rate_limit").inc()
+                metrics.shed["rate_limit"].inc()
+                self._unconfirmed.append(frame.raw)
                 if online is None:
                     self.gw.tracker.seen(device)
                 return  # no confirm: the device keeps it and retransmits later
@@ -264,30 +279,32 @@ class Session(asyncio.BufferedProtocol):
                 normalized = await self.gw.normalizer.normalize(device, frame, item.unit)
             except Exception:
                 # never let one bad point block a device's frames (a fire alarm among them)
-                log.exception("normalizing serial %d from %s failed; stored raw", frame.serial, device)
-                metrics.DECODE_ERRORS.labels("normalize").inc()
+                self.log.exception("normalizing failed; stored raw", extra={"serial": frame.serial})
+                metrics.decode_errors["normalize"].inc()
                 events.extend(self._fallback(device, frame, item))
             else:
                 events.extend(normalized.events)
                 states = normalized.states
             if isinstance(item.unit.objects[0] if item.unit.objects else None, UitdOperation):
                 self.gw.duty.observe(device, item.unit.objects)
-            metrics.DATA_TYPES_IN.labels(name_of(TypeFlag, item.unit.type)).inc()
+            metrics.data_unit(item.unit.type).inc()
         if events:
             try:
                 await self.gw.sink.publish(events, fire=item.fire)
             except Exception as e:
-                metrics.SHED.labels("publish_failed").inc()
-                log.warning(
-                    "not confirming serial %d from %s: events not stored: %s", frame.serial, device, e
+                metrics.shed["publish_failed"].inc()
+                self._unconfirmed.append(frame.raw)
+                self.log.warning(
+                    "not confirming: events not stored: %s", e, extra={"serial": frame.serial}
                 )
                 return
             if states:
                 await self.gw.normalizer.memory.put_many(states)
-            stored_at = self.gw.now_local()
-            for event in events:
-                if event.occurred_at is not None and event.kind != "device":
-                    metrics.DEVICE_TO_BUS.observe((stored_at - event.occurred_at).total_seconds())
+            if not resent:
+                stored_at = self.gw.now_local()
+                for event in events:
+                    if event.occurred_at is not None and event.kind != "device":
+                        metrics.DEVICE_TO_BUS.observe((stored_at - event.occurred_at).total_seconds())
         self.gw.tracker.seen(device)
         self.write(answer(frame, Command.CONFIRM, center_address=self.center_raw))
         metrics.CONFIRMS.inc()
@@ -296,8 +313,19 @@ class Session(asyncio.BufferedProtocol):
             self.greeted = True  # the device's first exchange is done: now our commands may follow
             self.gw.greet(self)
         self._recent.append(frame.raw)
-        if frame.time.value is not None:
-            metrics.CLOCK_SKEW.observe((frame.time.value - self.gw.now_local()).total_seconds())
+        if frame.time.value is not None and not resent:
+            self._observe_skew((frame.time.value - self.gw.now_local()).total_seconds(), frame.serial)
+
+    def _observe_skew(self, skew: float, serial: int) -> None:
+        metrics.CLOCK_SKEW.observe(skew)
+        if abs(skew) > metrics.CLOCK_SKEW_LIMIT and not self._skew_warned:
+            self._skew_warned = True  # once per session: the histogram has the rest, without the device
+            self.log.warning(
+                "device clock is %+.1f s off center time (GB 50440 allows %.0f s)",
+                skew,
+                metrics.CLOCK_SKEW_LIMIT,
+                extra={"serial": serial, "clock_skew_s": round(skew, 1)},
+            )
 
     def _undecoded(self, device: str, frame: Frame, item: Inbound) -> Envelope:
         """User-defined types and data units that do not fit their layout: confirmed (the sum was
@@ -342,9 +370,11 @@ class Session(asyncio.BufferedProtocol):
     def _bind(self, frame: Frame) -> bool:
         device = self.gw.device_id(frame.source_raw)
         if not self.gw.registry_allows(device, self.peer):
+            self._fields["device"] = device  # the refusal's log line names who was refused
             self.close("unknown_device")
             return False
         self.device = device
+        self._fields["device"] = device
         self.device_raw = frame.source_raw
         if self.gw.options.center_address:
             self.center_raw = self.gw.options.center_address.to_bytes(6, "little")
@@ -369,8 +399,10 @@ class Session(asyncio.BufferedProtocol):
 
     def close(self, reason: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            metrics.CLOSED.labels(reason).inc()
-            log.info("closing %s (%s): %s", self.peer, self.device, reason)
+            metrics.close_reason(reason).inc()
+            # at shutdown one line per connection would be thousands: the gateway logs the count
+            level = logging.DEBUG if reason == "shutdown" else logging.INFO
+            self.log.log(level, "closing the connection: %s", reason, extra={"reason": reason})
             self.transport.close()
 
     def next_serial(self) -> int:
@@ -419,7 +451,7 @@ class Session(asyncio.BufferedProtocol):
             if reply.command != expected:  # a wrong answer counts as none (spec §6.5): send again
                 last = "bad_answer"
                 continue
-            metrics.COMMANDS.labels(action, "ok").inc()
+            metrics.command_result(action, "ok").inc()
             return reply
-        metrics.COMMANDS.labels(action, last).inc()
+        metrics.command_result(action, last).inc()
         raise CommandFailed(last, self.device)

@@ -2,7 +2,9 @@
 
 Fields passed with ``extra=`` (``log.info("confirmed", extra={"device": "74565",
 "serial": 7})``) become top-level keys, so a log pipeline can filter by device
-without parsing messages.
+without parsing messages. A field set to None (a session's device before its
+first frame) is left out. ``FieldsAdapter`` adds a component's fixed fields
+(a session's ``device`` and ``peer``) to each of its lines.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
@@ -22,7 +25,25 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v
+        for k, v in record.__dict__.items()
+        if k not in _STANDARD and not k.startswith("_") and v is not None
+    }
+
+
+class FieldsAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Adds fixed fields to every record. ``fields`` is kept, not copied: its owner updates it
+    (a session learns its device from its first frame). A call's own ``extra=`` is merged over
+    them, where the stdlib adapter (before 3.13) would drop it."""
+
+    def __init__(self, logger: logging.Logger, fields: dict[str, object]) -> None:
+        super().__init__(logger, fields)
+        self.fields = fields
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**self.fields, **(kwargs.get("extra") or {})}
+        return msg, kwargs
 
 
 def _jsonable(value: object) -> object:

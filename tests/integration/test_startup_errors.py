@@ -1,0 +1,53 @@
+"""`firegate run` that cannot start says why in one JSON log line naming the setting, exits 1,
+and leaves no nats-server behind."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.process import FIREGATE, Firegate
+from tests.integration.test_run_process import nats_servers_under
+from tests.ports import free_port
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("key", "variable", "value"),
+    [
+        ("http.listen", "FIREGATE_HTTP__LISTEN", "127.0.0.1:{taken}"),
+        ("gb26875.listen", "FIREGATE_GB26875__LISTEN", "127.0.0.1:{taken}"),
+        ("nats.embedded_port", "FIREGATE_NATS__EMBEDDED_PORT", "{taken}"),
+        ("nats.url", "FIREGATE_NATS__URL", "nats://127.0.0.1:{free}"),
+        ("data_dir", "FIREGATE_DATA_DIR", "{file}/data"),
+    ],
+)
+def test_a_start_that_fails_names_the_setting(
+    tmp_path: Path, taken_port: int, key: str, variable: str, value: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = Firegate(tmp_path).env
+    env[variable] = value.format(taken=taken_port, free=free_port(), file=blocker)
+    env["FIREGATE_NATS__CONNECT_TIMEOUT"] = "1"
+    done = subprocess.run(
+        [FIREGATE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]  # all JSON
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert error["key"] == key and error["msg"].startswith(f"cannot start: {key}: ")
+    assert not nats_servers_under(tmp_path)
