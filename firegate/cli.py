@@ -227,11 +227,22 @@ def _deadletter(args: argparse.Namespace) -> int:
         finally:
             await nc.close()
 
+    from firegate.bus.errors import NatsConnectError
+
     try:
         return asyncio.run(go())
+    except NatsConnectError as e:
+        _unreachable(e)
     except Exception as e:
         sys.stderr.write(f"firegate deadletter: {type(e).__name__}: {e}\n")
-        return 2
+    return 2
+
+
+def _unreachable(error: Exception) -> None:
+    sys.stderr.write(
+        f"firegate: cannot reach the running system over NATS: {error}\n"
+        "  (its address comes from --config FILE or FIREGATE_NATS__URL)\n"
+    )
 
 
 def _run_request(
@@ -251,7 +262,7 @@ def _run_request(
     try:
         return asyncio.run(go())
     except Exception as e:  # the operator is at a console: a message, never a traceback
-        sys.stderr.write(f"firegate: cannot reach the running system over NATS: {e or type(e).__name__}\n")
+        _unreachable(e)
         return None
 
 
@@ -294,15 +305,21 @@ async def _cli_connect(config: str | None) -> Any:
     async def quiet(e: Exception) -> None:  # nats-py's default prints a traceback per failure
         pass
 
-    async with asyncio.timeout(5):
-        return await nats.connect(
-            cli_nats_urls(config),
-            connect_timeout=3,
-            max_reconnect_attempts=1,
-            allow_reconnect=False,
-            error_cb=quiet,
-            **options,
-        )
+    from firegate.bus.errors import NatsConnectError
+
+    urls = cli_nats_urls(config)
+    try:
+        async with asyncio.timeout(5):
+            return await nats.connect(
+                urls,
+                connect_timeout=3,
+                max_reconnect_attempts=1,
+                allow_reconnect=False,
+                error_cb=quiet,
+                **options,
+            )
+    except Exception as e:
+        raise NatsConnectError(urls, 3, e) from e
 
 
 def _print_alarms(rows: list[Any]) -> None:

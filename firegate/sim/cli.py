@@ -108,7 +108,8 @@ def load_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="firegate sim",
         description="Simulated UITDs against a GB/T 26875.3 center: one TCP connection per device, "
-        "heartbeats plus a random traffic mix. Exit 0 when nothing failed. "
+        "heartbeats plus a random traffic mix. Exit 0 when nothing failed and every device was "
+        "still connected at the end. "
         "`firegate sim alarm --help`: one fire alarm from one device.",
     )
     _common(p)
@@ -117,7 +118,8 @@ def load_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_number(float, zero_ok=True),
         default=10.0,
-        help="generated frames per second over all devices, heartbeats not counted (default 10)",
+        help="mix items per second over all devices, the mix's own heartbeat share included; "
+        "the periodic heartbeats (--heartbeat) come on top (default 10)",
     )
     p.add_argument("--duration", type=_number(float), default=10.0, metavar="S", help="default 10")
     default_mix = ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items())

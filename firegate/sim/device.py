@@ -390,6 +390,7 @@ class SimulatedUitd:
         for queue in (self._urgent, self._normal):
             while queue:
                 item = queue.popleft()
+                self.stats.abandoned += 1
                 self._resolve(item, gone)
         self._delayed.clear()
 

@@ -71,6 +71,7 @@ class SimStats:
     interrupted: int = 0  # the connection dropped mid-exchange; the data is sent again afterwards
     heartbeats: int = 0
     shed: int = 0  # non-fire items refused because the device's local queue was full
+    abandoned: int = 0  # items still queued when their device stopped: generated faster than sent
     connects: int = 0
     reconnects: int = 0  # connections made after a device's first one
     connect_failures: int = 0
@@ -130,6 +131,7 @@ class LoadReport:
     interrupted: int
     unfinished: int
     shed: int
+    abandoned: int
     heartbeats: int
     frames_per_s: float  # new frames sent per second of the window
     confirmed_per_s: float
@@ -152,8 +154,9 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing failed: every exchange that ended was confirmed and every device connected."""
-        return self.failed == 0 and self.never_connected == 0
+        """Nothing failed: every exchange that ended was confirmed, and every device connected and
+        was still connected when the window closed."""
+        return self.failed == 0 and self.never_connected == 0 and self.connections_held == self.devices
 
     @classmethod
     def from_stats(
@@ -189,6 +192,7 @@ class LoadReport:
             interrupted=stats.interrupted,
             unfinished=stats.unfinished,
             shed=stats.shed,
+            abandoned=stats.abandoned,
             heartbeats=stats.heartbeats,
             frames_per_s=round(stats.sent / window, 1),
             confirmed_per_s=round(stats.confirmed / window, 1),
@@ -232,7 +236,7 @@ class LoadReport:
             f"  frames       sent {self.sent}  confirmed {self.confirmed}  "
             f"retransmitted {self.retransmitted}  failed {self.failed}  denied {self.denied}  "
             f"interrupted {self.interrupted}  "
-            f"unfinished {self.unfinished}  shed {self.shed}",
+            f"unfinished {self.unfinished}  shed {self.shed}  abandoned {self.abandoned}",
             f"  by kind      {kinds}",
             f"  rate         {self.frames_per_s:g} frames/s sent, {self.confirmed_per_s:g}/s confirmed "
             f"({self.generated} generated)",

@@ -303,17 +303,24 @@ async def test_not_json_is_refused(fake: FakeDispatch119) -> None:
     assert fake.accepted == []
 
 
-async def test_cli_serves_until_sigterm(make_poster: MakePoster) -> None:
+LAUNCHER = Path(__file__).resolve().parents[2] / "tools" / "fake119"
+
+
+@pytest.mark.parametrize("how", ["module", "launcher"])
+async def test_cli_serves_until_sigterm(make_poster: MakePoster, how: str) -> None:
     port = free_port()
+    # the launcher as the docs show it, from a shell whose python3 is not the project's
+    command = [sys.executable, "-m", "firegate.tools.fake119"] if how == "module" else [str(LAUNCHER)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if how == "launcher":
+        env["PATH"] = "/usr/bin:/bin"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "firegate.tools.fake119",
+        *command,
         "--port",
         str(port),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env,
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None
