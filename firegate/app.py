@@ -11,7 +11,8 @@ from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
-from firegate.bus.errors import NatsConnectError, NatsServerError
+from firegate.aio import cancel_and_wait
+from firegate.bus.errors import NatsConnectError, NatsServerError, StreamConfigError
 from firegate.bus.jetstream import StreamSettings, connect, connect_options, ensure_kv, ensure_stream
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
 from firegate.bus.normalize import Normalizer
@@ -183,6 +184,17 @@ class _LateChecks:
         self._bound[name] = check
 
 
+def _stream_refused(error: StreamConfigError, stream: StreamSettings) -> StartupError:
+    """The setting behind a stream NATS will not create: most often a store too small for
+    bus.max_bytes, or more replicas than the cluster has servers."""
+    reason = error.reason.lower()
+    if "replica" in reason or "peers" in reason:
+        return StartupError("bus.replicas", stream.num_replicas, str(error))
+    if "storage" in reason or "resources" in reason or "bytes" in reason:
+        return StartupError("bus.max_bytes", stream.max_bytes, str(error))
+    return StartupError("bus.stream", stream.name, str(error))
+
+
 def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Callable[[], tuple[bool, str]]:
     return lambda: (event.is_set(), ok if event.is_set() else not_ok)
 
@@ -263,21 +275,22 @@ async def run(settings: Settings) -> None:
             up.attach_nats(nc)
             js = nc.jetstream()
             replicas = settings.effective_replicas
-            await ensure_stream(
-                js,
-                StreamSettings(
-                    name=settings.bus.stream,
-                    duplicate_window=settings.bus.duplicate_window,
-                    max_age=settings.bus.max_age_days * 86400,
-                    max_bytes=settings.bus.max_bytes,
-                    num_replicas=replicas,
-                ),
+            stream = StreamSettings(
+                name=settings.bus.stream,
+                duplicate_window=settings.bus.duplicate_window,
+                max_age=settings.bus.max_age_days * 86400,
+                max_bytes=settings.bus.max_bytes,
+                num_replicas=replicas,
             )
+            try:
+                await ensure_stream(js, stream)
+            except StreamConfigError as e:
+                raise _stream_refused(e, stream) from e
             async with asyncio.TaskGroup() as tg:
-                consumers: list[asyncio.Task[None]] = []
+                consumers: list[asyncio.Task[object]] = []
                 gateway: Gateway | None = None
                 serving: asyncio.Task[None] | None = None
-                gateway_tasks: list[asyncio.Task[None]] = []
+                gateway_tasks: list[asyncio.Task[object]] = []
                 commands: asyncio.Task[None] | None = None
                 if "gateway" in roles:
                     kv = await ensure_kv(js, BUCKET, replicas=replicas)
@@ -296,8 +309,8 @@ async def run(settings: Settings) -> None:
                     serving = tg.create_task(_serve(gateway, settings.gb26875.listen))
                     await _listening(gateway, serving)
                     commands = tg.create_task(CommandServer(nc, gateway).run())
-                    gateway_tasks.append(tg.create_task(pub.run_replayer()))
-                    gateway_tasks.append(tg.create_task(memory.run_flusher()))
+                    gateway_tasks.append(tg.create_task(pub.run_replayer(), name="spool replayer"))
+                    gateway_tasks.append(tg.create_task(memory.run_flusher(), name="status flusher"))
                 if "lifecycle" in roles:
                     alarms_kv = await ensure_kv(js, ALARMS_BUCKET, replicas=replicas)
                     lifecycle = Lifecycle(
@@ -311,7 +324,7 @@ async def run(settings: Settings) -> None:
                     )
                     ready = _event_check(lifecycle.ready, "consuming", "starting")
                     late.bind("alarm_lifecycle", ready)
-                    consumers.append(tg.create_task(lifecycle.run()))
+                    consumers.append(tg.create_task(lifecycle.run(), name="alarm lifecycle"))
                     tracker = FaultTracker(
                         nc,
                         await ensure_kv(js, FAULTS_BUCKET, replicas=replicas),
@@ -319,14 +332,14 @@ async def run(settings: Settings) -> None:
                         catch_up=settings.alarms.catch_up,
                     )
                     late.bind("fault_tracker", _event_check(tracker.ready, "consuming", "starting"))
-                    consumers.append(tg.create_task(tracker.run()))
+                    consumers.append(tg.create_task(tracker.run(), name="fault tracker"))
                 if "forwarders" in roles:
                     await ensure_dead_letter_stream(js, replicas)
                     couriers = dispatch_couriers(js, settings) + fault_couriers(js, settings)
                     late.bind("forwarders", _couriers_check(couriers))
                     if not settings.dispatch119.urls:
                         log.warning("dispatch119.url is not set: confirmed fires go to no 119 endpoint")
-                    consumers += [tg.create_task(c.run()) for c in couriers]
+                    consumers += [tg.create_task(c.run(), name=f"forwarder {c.label}") for c in couriers]
                 await stop.wait()
                 stopping = loop.time()
                 log.info("stopping: draining")
@@ -337,8 +350,7 @@ async def run(settings: Settings) -> None:
                     await serving
                     log.info("gateway drained in %.1f s", loop.time() - stopping)
                 # consumers hold nothing unacked that would be lost: the stream redelivers it
-                for task in [*gateway_tasks, *consumers]:
-                    task.cancel()
+                await cancel_and_wait([*gateway_tasks, *consumers], log)
             log.info("tasks stopped after %.1f s", loop.time() - stopping)
     finally:
         await health.stop()

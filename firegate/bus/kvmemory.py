@@ -18,6 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from firegate.aio import stop_if_cancelled
 from firegate.bus.normalize import PointState
 
 BUCKET = "FIRE_STATE"
@@ -80,6 +81,7 @@ class KvStatusMemory:
     async def run_flusher(self, interval: float = 1.0) -> None:
         """Write back what an outage left unsaved, in the background (run it in a TaskGroup)."""
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(interval)
             while self._unsaved and self.connected():
                 key, state = next(iter(self._unsaved.items()))

@@ -20,6 +20,7 @@ from typing import Self
 
 from nats.aio.client import Client as NATS
 
+from firegate.aio import stop_if_cancelled
 from firegate.bus import metrics
 from firegate.bus.errors import BusError, PublishError, SpoolFullError
 from firegate.bus.jetstream import AckMux, PubAck
@@ -121,6 +122,7 @@ class Publisher:
         todo = list(range(len(records)))
         delay = settings.backoff_initial
         while True:
+            stop_if_cancelled()
             attempt = min(settings.ack_timeout, max(deadline - loop.time(), _MIN_ATTEMPT))
             results = await self._send_all([records[i] for i in todo], attempt)
             failed: list[int] = []
@@ -202,6 +204,7 @@ class Publisher:
         settings = self.settings
         delay = settings.backoff_initial
         while True:
+            stop_if_cancelled()
             await self._spool.wait_nonempty()
             if not self._nc.is_connected:
                 await asyncio.sleep(settings.replay_poll)

@@ -132,6 +132,7 @@ class EmbeddedNatsServer:
         self.log_max_bytes = log_max_bytes
         self.log_keep = log_keep
         self._proc: subprocess.Popen[bytes] | None = None
+        self._killed = False  # kill() sent SIGKILL; stop() or start() reaps it
         self._log_file: IO[bytes] | None = None
         self._log_start = 0
         self._server_log_start = 0
@@ -155,7 +156,8 @@ class EmbeddedNatsServer:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        # killed counts as gone at once: the kernel may not have reaped it by the next start()
+        return self._proc is not None and not self._killed and self._proc.poll() is None
 
     @property
     def config_path(self) -> Path:
@@ -243,6 +245,7 @@ class EmbeddedNatsServer:
         """SIGKILL the server now (tests: a crash). stop() or start() reaps it."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
+            self._killed = True
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -372,6 +375,7 @@ class EmbeddedNatsServer:
 
     def _release(self) -> None:
         self._proc = None
+        self._killed = False
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

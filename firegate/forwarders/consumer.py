@@ -14,6 +14,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
+from firegate.aio import stop_if_cancelled
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,7 @@ async def pull_forever(
     ready.set()
     try:
         while True:
+            stop_if_cancelled()
             try:
                 msgs = await sub.fetch(batch, timeout=5.0)
             except (TimeoutError, nats.errors.TimeoutError):

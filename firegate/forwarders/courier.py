@@ -29,6 +29,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
+from firegate.aio import stop_if_cancelled
 from firegate.bus.events import Envelope, parse_event
 from firegate.forwarders import metrics as m
 from firegate.forwarders.consumer import subscribe
@@ -122,6 +123,7 @@ class Courier:
         this courier (what it held unacked is redelivered), never the whole process."""
         try:
             while True:
+                stop_if_cancelled()
                 try:
                     await self._session()
                 except Exception as e:  # an ExceptionGroup from a lane, or the pump itself
@@ -148,6 +150,7 @@ class Courier:
         its lane is busy. One beat a third of ack_wait."""
         beat = max(0.5, self.settings.ack_wait / 3)
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(beat)
             for lane in list(self._lanes.values()):
                 for held, _ in list(lane.queue):
@@ -156,6 +159,7 @@ class Courier:
 
     async def _subscribed(self, tg: asyncio.TaskGroup) -> None:
         while True:
+            stop_if_cancelled()
             try:
                 sub = await self._subscribe()
             except (TimeoutError, nats.errors.Error) as e:
@@ -176,6 +180,7 @@ class Courier:
 
     async def _pump(self, sub: JetStreamContext.PullSubscription, tg: asyncio.TaskGroup) -> None:
         while True:
+            stop_if_cancelled()
             room = self.settings.max_in_flight - len(self._in_flight)
             if room <= 0:
                 self._freed.clear()
@@ -247,6 +252,7 @@ class Courier:
         attempt = 0
         delay = self.settings.backoff_initial
         while True:
+            stop_if_cancelled()
             attempt += 1
             delivery = Delivery(
                 event=event, subject=msg.subject, data=msg.data, stream_seq=meta.sequence.stream,

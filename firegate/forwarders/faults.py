@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from firegate.aio import stop_if_cancelled
 from firegate.bus.events import (
     DeviceOffline,
     DeviceOnline,
@@ -253,6 +254,7 @@ class FaultTracker:
 
     async def _count(self) -> None:
         while True:
+            stop_if_cancelled()
             faults_open.set(len(await self.open_faults()))
             await asyncio.sleep(self.recount)
 

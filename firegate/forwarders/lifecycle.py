@@ -26,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from firegate.aio import stop_if_cancelled
 from firegate.bus.events import FireAlarm, SiteInfo, parse_event
 from firegate.bus.jetstream import MSG_ID_HEADER
 from firegate.forwarders import api
@@ -400,6 +401,7 @@ class Lifecycle:
         """Escalation deadlines, outboxes left by a crash, retention, and a periodic resync."""
         next_resync = asyncio.get_running_loop().time() + self.resync
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self.tick)
             if asyncio.get_running_loop().time() >= next_resync:
                 next_resync += self.resync
@@ -440,6 +442,7 @@ class Lifecycle:
 
         async def worker() -> None:
             while True:
+                stop_if_cancelled()
                 await self._answer(await requests.get())
 
         subs = []

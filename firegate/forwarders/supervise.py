@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from firegate.aio import stop_if_cancelled
+
 log = logging.getLogger(__name__)
 
 
@@ -15,6 +17,7 @@ async def restarting(
     """Run ``part`` until cancelled, restarting it a second after it fails: a NATS outage or a bug
     in one part (a consumer, an API, a ticker) must not stop the others or the process."""
     while True:
+        stop_if_cancelled()
         try:
             await part()
         except asyncio.CancelledError:

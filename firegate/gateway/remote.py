@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
+from firegate.aio import stop_if_cancelled
 from firegate.codecs.gb26875 import DataUnitError, EncodeError, frame_to_json
 from firegate.codecs.gb26875.objects import OBJECT_CLASSES, InfoObject, Reserved
 from firegate.codecs.gb26875.tables import READ_REPLY_TYPE
@@ -65,6 +66,7 @@ class CommandServer:
         """Follow the gateway's sessions: subscribe when a device appears, drop it when it leaves."""
         try:
             while True:
+                stop_if_cancelled()
                 change, device = await self.gw.device_events.get()
                 if change == "up" and device not in self._subs:
                     self._subs[device] = await self.nc.subscribe(f"{PREFIX}.{device}.*", cb=self._handle)

@@ -17,6 +17,14 @@ from tests.ports import free_ports
 FIREGATE = str(Path(sys.executable).with_name("firegate"))
 
 
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without the developer's own FIREGATE_* variables, plus
+    ``overrides``: a child firegate reads only what the test sets."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FIREGATE_")}
+    env.update(overrides)
+    return env
+
+
 def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
         return True
@@ -29,8 +37,7 @@ class Firegate:
         self.args = list(args)  # e.g. --config FILE, --role forwarders
         self.log = workdir / log
         self.gb, self.http, self.nats = free_ports(3)
-        self.env = dict(
-            os.environ,
+        self.env = clean_env(
             FIREGATE_GB26875__LISTEN=f"127.0.0.1:{self.gb}",
             FIREGATE_HTTP__LISTEN=f"127.0.0.1:{self.http}",
             FIREGATE_NATS__EMBEDDED_PORT=str(self.nats),

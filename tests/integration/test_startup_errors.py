@@ -3,6 +3,7 @@ and leaves no nats-server behind."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from tests.integration.process import FIREGATE, Firegate
 from tests.integration.test_run_process import nats_servers_under
+from tests.natsserver import running_nats_server
 from tests.ports import free_port
 
 
@@ -51,3 +53,17 @@ def test_a_start_that_fails_names_the_setting(
     (error,) = [line for line in lines if line["level"] == "ERROR"]
     assert error["key"] == key and error["msg"].startswith(f"cannot start: {key}: ")
     assert not nats_servers_under(tmp_path)
+
+
+async def test_a_stream_bigger_than_the_nats_store_names_bus_max_bytes(tmp_path: Path) -> None:
+    async with running_nats_server(tmp_path / "nats") as server:  # a 1 GB store
+        env = Firegate(tmp_path).env
+        env["FIREGATE_NATS__URL"] = server.url
+        env["FIREGATE_BUS__MAX_BYTES"] = "50G"
+        done = await asyncio.to_thread(
+            subprocess.run, [FIREGATE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    (error,) = [json.loads(line) for line in done.stdout.splitlines() if '"ERROR"' in line]
+    assert error["key"] == "bus.max_bytes", error
