@@ -33,11 +33,12 @@ async def subscribe(
     seconds back, never at the stream's beginning: an upgrade or a new destination must not
     replay months of events. An existing one keeps its position, and takes a changed
     ``ack_wait``, ``max_ack_pending`` or subject filter from the configuration."""
-    await _update_existing(js, stream, durable, subjects, ack_wait, max_ack_pending)
+    existed = await _update_existing(js, stream, durable, subjects, ack_wait, max_ack_pending)
+    start = datetime.now(UTC) - timedelta(seconds=start_window)
     config = ConsumerConfig(
         durable_name=durable,
         deliver_policy=DeliverPolicy.BY_START_TIME,
-        opt_start_time=datetime.now(UTC) - timedelta(seconds=start_window),
+        opt_start_time=start,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait,
         max_ack_pending=max_ack_pending,
@@ -46,6 +47,9 @@ async def subscribe(
         config.filter_subject = subjects[0]
     else:
         config.filter_subjects = list(subjects)
+    if not existed:  # says why events from before this start are delivered now
+        log.info("consumer %s created: it takes %s from %s on", durable, ", ".join(subjects),
+                 start.isoformat(timespec="seconds"))
     return await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
 
 
@@ -79,11 +83,12 @@ async def _update_existing(
     subjects: Sequence[str],
     ack_wait: float,
     max_ack_pending: int,
-) -> None:
+) -> bool:
+    """Bring an existing consumer's settings up to date. False: there is none yet."""
     try:
         current = (await js.consumer_info(stream, durable)).config
     except nats.js.errors.NotFoundError:
-        return
+        return False
     filters = list(subjects)
     now_filters = current.filter_subjects or ([current.filter_subject] if current.filter_subject else [])
     if (current.ack_wait, current.max_ack_pending, sorted(now_filters)) == (
@@ -91,7 +96,7 @@ async def _update_existing(
         max_ack_pending,
         sorted(filters),
     ):
-        return
+        return True
     one = len(filters) == 1
     await js.add_consumer(
         stream,
@@ -104,3 +109,4 @@ async def _update_existing(
     )
     log.info("consumer %s updated: ack_wait %s s, max_ack_pending %s, subjects %s",
              durable, ack_wait, max_ack_pending, ", ".join(filters))
+    return True

@@ -271,6 +271,9 @@ class Courier:
                 m.forward_latency.labels(destination=self.label).observe(max(0.0, time.time() - stored_at))
                 if self.on_accepted is not None:
                     self.on_accepted(delivery)
+                if attempt > 1:  # closes the retry warnings above it in the log
+                    log.info("%s forwarder: %s delivered at attempt %d", self.label, event.id, attempt,
+                             extra={"device": event.device, "event_id": event.id, "attempt": attempt})
                 await self._ack(msg)
                 return
             m.forward_attempts.labels(destination=self.label, result="failed").inc()

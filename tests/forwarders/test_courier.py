@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,17 +130,24 @@ async def test_a_confirmed_fire_reaches_119_once_with_its_idempotency_key(rig: R
         assert len(rig.fake.requests) == 1
 
 
-async def test_an_endpoint_down_for_a_while_gets_the_incident_once_when_back(rig: Rig) -> None:
+async def test_an_endpoint_down_for_a_while_gets_the_incident_once_when_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     rig.fake.down = True
-    async with rig.running(rig.courier()):
-        await publish(rig.js, confirmed())
-        await wait_until(lambda: len(rig.fake.requests) >= 3, 5)  # retried while down
-        assert rig.fake.accepted == []
-        rig.fake.down = False
-        assert await rig.fake.wait_for(1, 5) == ["inc-1:1"]
-        await asyncio.sleep(0.5)
-        assert rig.fake.accepted == ["inc-1:1"]
+    with caplog.at_level(logging.INFO, "firegate.forwarders.courier"):
+        async with rig.running(rig.courier()):
+            await publish(rig.js, confirmed())
+            await wait_until(lambda: len(rig.fake.requests) >= 3, 5)  # retried while down
+            assert rig.fake.accepted == []
+            rig.fake.down = False
+            assert await rig.fake.wait_for(1, 5) == ["inc-1:1"]
+            await asyncio.sleep(0.5)
+            assert rig.fake.accepted == ["inc-1:1"]
     assert await rig.dead_letters() == []
+    # the log tells the whole story: the first failure, then the delivery that ended the retries
+    lines = [r for r in caplog.records if getattr(r, "event_id", None) == confirmed().id]
+    assert "not delivered (attempt 1" in lines[0].getMessage() and lines[0].levelno == logging.WARNING
+    assert "delivered at attempt" in lines[-1].getMessage() and lines[-1].levelno == logging.INFO
 
 
 async def test_updates_of_one_incident_arrive_in_order_despite_failures(rig: Rig) -> None:
