@@ -1,14 +1,25 @@
 """The whole gateway under simulated UITDs. Prints one JSON object on its last line.
 
-    python bench/gateway.py [--duration 10] [--rate 2000] [--quick]
+    python bench/gateway.py [--duration 10] [--rate 2000] [--quick] [--no-sync]
 
-Runs the real `firegate run` (embedded nats-server, fsync before ack, the production default) in
+Runs the real `firegate run` (embedded nats-server, fsync before ack, the production default;
+`--no-sync`: no fsync per write, as a NATS cluster that relies on its replicas runs) in
 its own process, and drives it with firegate's simulator from this one, over loopback:
-  * 10,000 devices at --rate frames/s: p50/p99 frame-to-confirm, and gateway RSS per connection;
+  * 10,000 devices at --rate frames/s (the simulator's mix; every device also heartbeats every
+    30 s): p50/p99 frame-to-confirm, and gateway RSS per connection (peak over the run, minus the
+    idle process before it, over the devices);
   * 1,000 devices at --rate frames/s: p50/p99;
   * 1,000 connections in a closed loop (next frame on each confirm): sustained confirmed frames/s
-    through decode, normalization, JetStream (stored and fsync'd) and confirm.
-The two processes share this machine's cores: read the numbers as a floor.
+    through decode, normalization, JetStream (stored; fsync'd unless --no-sync) and confirm, and
+    the gateway's CPU time per frame (`gateway_cpu_ms_per_frame`; 1000 / it is the frames/s one
+    core sustains); then the same with heartbeats only (confirmed, nothing stored);
+  * baseline, in the same run: the same closed loop against a bare asyncio server in its own
+    process (uvloop, as `firegate run` uses; framing and confirm only: no decode, no JetStream).
+    `vs_baseline` (`vs_baseline_heartbeats`) is firegate's confirmed status frames/s (heartbeats/s)
+    over the baseline's. The baseline is bounded by this machine at that moment (the simulating
+    client included), so the ratio moves less with other load than either figure.
+The processes share this machine's cores: read the numbers as a floor. `loadavg` is the 1-minute
+load at the start and the end.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,7 +59,7 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def start_firegate(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_firegate(workdir: Path, sync: bool) -> tuple[subprocess.Popen[bytes], int]:
     gb, http, nats = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
@@ -60,6 +72,7 @@ def start_firegate(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         FIREGATE_GB26875__RATE_LIMIT_PER_DEVICE="1000",
         FIREGATE_GB26875__RATE_BURST="1000",
         FIREGATE_LOG__LEVEL="WARNING",
+        FIREGATE_NATS__EMBEDDED_SYNC=str(sync).lower(),
     )
     log = open(workdir / "firegate.log", "wb")  # noqa: SIM115 - the child writes it
     proc = subprocess.Popen(
@@ -113,9 +126,9 @@ async def scenario(port: int, pid: int, devices: int, rate: float, duration: flo
         "devices": devices,
         "offered_fps": rate,
         "confirmed_fps": round(report.confirmed_per_s),
-        "p50_ms": round(report.latency_p50_ms, 2),
-        "p99_ms": round(report.latency_p99_ms, 2),
-        "max_ms": round(report.latency_max_ms, 2),
+        "p50_ms": round(report.latency_p50_ms or 0.0, 2),
+        "p99_ms": round(report.latency_p99_ms or 0.0, 2),
+        "max_ms": round(report.latency_max_ms or 0.0, 2),
         "failed": report.failed,
         "retransmitted": report.retransmitted,
         "connections_peak": report.connections_peak,
@@ -129,8 +142,13 @@ async def scenario(port: int, pid: int, devices: int, rate: float, duration: flo
     return out
 
 
-async def closed_loop(port: int, pid: int, devices: int, duration: float) -> dict[str, float]:
-    """Capacity: every connection sends its next frame the moment the last one is confirmed."""
+async def closed_loop(
+    port: int, pid: int, devices: int, duration: float, *, heartbeat: bool = False
+) -> dict[str, float]:
+    """Capacity: every connection sends its next frame the moment the last one is confirmed.
+
+    Component status frames that change state every time (each publishes events and updates the
+    point's stored status), or with `heartbeat` empty heartbeats (confirmed, nothing published)."""
     from firegate.codecs.gb26875 import ComponentStatus, Framer, TimeTag, build_frame, encode_data_unit
 
     latencies: list[float] = []
@@ -143,11 +161,12 @@ async def closed_loop(port: int, pid: int, devices: int, duration: float) -> dic
         serial = 0
         try:
             while time.monotonic() < stop_at:
-                status = (0b1, 0b101, 0b10001)[serial % 3]  # normal, fault, supervisory: real edges
-                obj = ComponentStatus.make(1, 1, 40, address, status, "烟感", TimeTag.now())
-                raw = build_frame(
-                    serial=serial, command=2, source=address, destination=0, data=encode_data_unit(2, [obj])
-                )
+                data = b""
+                if not heartbeat:
+                    status = (0b1, 0b101, 0b10001)[serial % 3]  # normal, fault, supervisory: real edges
+                    obj = ComponentStatus.make(1, 1, 40, address, status, "烟感", TimeTag.now())
+                    data = encode_data_unit(2, [obj])
+                raw = build_frame(serial=serial, command=2, source=address, destination=0, data=data)
                 sent = time.perf_counter()
                 writer.write(raw)
                 got = False
@@ -165,6 +184,7 @@ async def closed_loop(port: int, pid: int, devices: int, duration: float) -> dic
         for i in range(devices):
             tg.create_task(device(900_000 + i))
     wall = time.monotonic() - wall0
+    cpu = cpu_seconds(pid) - cpu0
     latencies.sort()
     n = len(latencies)
     return {
@@ -172,7 +192,8 @@ async def closed_loop(port: int, pid: int, devices: int, duration: float) -> dic
         "confirmed_fps": round(n / duration),
         "p50_ms": round(latencies[n // 2] * 1000, 2) if n else 0.0,
         "p99_ms": round(latencies[int(n * 0.99)] * 1000, 2) if n else 0.0,
-        "gateway_cpu_pct": round(100 * (cpu_seconds(pid) - cpu0) / wall),
+        "gateway_cpu_pct": round(100 * cpu / wall),
+        "gateway_cpu_ms_per_frame": round(1000 * cpu / n, 3) if n else 0.0,
     }
 
 
@@ -181,23 +202,100 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--quick", action="store_true", help="1,000 devices only, short runs")
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="embedded nats-server without an fsync per write (like a cluster relying on replication)",
+    )
+    parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results: dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    if args.baseline_server is not None:
+        await baseline_server(args.baseline_server)
+        return
+    load_start = os.getloadavg()[0]
+    results: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "embedded_sync": not args.no_sync,
+    }
     with tempfile.TemporaryDirectory(prefix="firegate-bench-") as tmp:
-        proc, port = start_firegate(Path(tmp))
+        proc, port = start_firegate(Path(tmp), not args.no_sync)
         try:
             if not args.quick:
                 results["devices_10000"] = await scenario(port, proc.pid, 10_000, args.rate, args.duration)
             results["devices_1000"] = await scenario(port, proc.pid, 1_000, args.rate, args.duration)
-            results["devices_1000_closed_loop"] = await closed_loop(port, proc.pid, 1_000, args.duration)
+            loop = await closed_loop(port, proc.pid, 1_000, args.duration)
+            results["devices_1000_closed_loop"] = loop
+            results["devices_1000_closed_loop_heartbeats"] = await closed_loop(
+                port, proc.pid, 1_000, args.duration, heartbeat=True
+            )
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc)
+    base, base_port = start_baseline()
+    try:
+        baseline = await closed_loop(base_port, base.pid, 1_000, args.duration)
+    finally:
+        stop(base)
+    results["baseline_1000_closed_loop"] = baseline
+    results["vs_baseline"] = round(loop["confirmed_fps"] / max(baseline["confirmed_fps"], 1), 3)
+    beats = results["devices_1000_closed_loop_heartbeats"]
+    assert isinstance(beats, dict)
+    results["vs_baseline_heartbeats"] = round(beats["confirmed_fps"] / max(baseline["confirmed_fps"], 1), 3)
+    results["loadavg"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(results))
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def start_baseline() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--baseline-server", str(port)], start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return proc, port
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop(proc)
+    raise SystemExit("the baseline server did not start")
+
+
+async def baseline_server(port: int) -> None:
+    """Frame and confirm, nothing else: the floor under firegate's per-frame cost."""
+    from firegate.codecs.gb26875 import Frame, Framer, answer
+
+    class Confirm(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+            self.framer = Framer()
+
+        def data_received(self, data: bytes) -> None:
+            for item in self.framer.feed(data):
+                if isinstance(item, Frame):
+                    self.transport.write(answer(item, 3))
+
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    server = await loop.create_server(Confirm, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await stopped.wait()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--baseline-server" in sys.argv:
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from firegate.bus import schema
@@ -24,6 +23,7 @@ from firegate.bus.events import (
 from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings
 from firegate.bus.normalize import MemoryStatusMemory, Normalizer
 from firegate.codecs.gb26875 import DataUnitError, parse_frame
+from tests.jsonformats import FORMATS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "schemas"
@@ -31,19 +31,6 @@ GOLDEN = json.loads((ROOT / "tests" / "data" / "gb26875_golden.json").read_text(
 SCHEMAS = schema.build_schemas()
 ASYNCAPI = schema.build_asyncapi()
 EXAMPLES = {e.type: e for e in schema.example_events()}
-
-# jsonschema checks `date-time` only with an optional package; check RFC 3339 here, strictly
-# (an offset is required), so that a schema claiming `date-time` for a zone-less time fails.
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-FORMATS = FormatChecker(formats=())
-
-
-@FORMATS.checks("date-time", raises=ValueError)
-def _rfc3339(value: object) -> bool:
-    if isinstance(value, str) and not RFC3339.fullmatch(value):
-        raise ValueError(f"{value!r} is not an RFC 3339 date-time")
-    return True
-
 
 def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(SCHEMAS[name], format_checker=FORMATS)

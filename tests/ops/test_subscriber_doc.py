@@ -9,25 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 
 from firegate.bus.events import IncidentReport, parse_event
+from tests.jsonformats import FORMATS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "subscriber-119.md"
 SCHEMAS = ROOT / "docs" / "schemas"
-
-# `date-time` checked strictly (RFC 3339, an offset required), as tests/bus/test_schema.py does
-RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-FORMATS = FormatChecker(formats=())
-
-
-@FORMATS.checks("date-time", raises=ValueError)
-def _rfc3339(value: object) -> bool:
-    if isinstance(value, str) and not RFC3339.fullmatch(value):
-        raise ValueError(f"{value!r} is not an RFC 3339 date-time")
-    return True
-
 
 def json_examples() -> list[tuple[int, str]]:
     """(line number, text) of every ```json block of the page."""
