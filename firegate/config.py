@@ -9,14 +9,19 @@ and YAML's own exceptions never escape.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
 import ssl
 import sys
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import time
+from functools import cache
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -26,31 +31,38 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
 from firegate.configfile import (
+    Item,
     YamlDoc,
-    config_error,
     env_var,
+    in_file_order,
     is_model,
+    located,
     mask_url,
     raise_problems,
     read_yaml,
+    validation_items,
 )
-from firegate.errors import MISSING, ConfigError
+from firegate.errors import MISSING, ConfigError, ConfigProblem
 
 ENV_PREFIX = "FIREGATE_"
 EMBEDDED_HOST = "127.0.0.1"
+# FIREGATE_* variables firegate reads that are not configuration keys; every other
+# FIREGATE_* variable must name a key (a typo is an error, not silently ignored)
+NOT_CONFIG_VARS = frozenset({"FIREGATE_OPERATOR"})  # `firegate alarm --operator`'s default
 
 # ---------------------------------------------------------------------------
 # value parsers (public: the CLI and the layers reuse them)
@@ -203,6 +215,18 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+def _topic_prefix(value: str) -> str:
+    wildcards = "".join(c for c in "#+" if c in value)
+    if wildcards:
+        what = " or ".join(repr(c) for c in wildcards)
+        raise ValueError(f"must not contain {what}: MQTT wildcards cannot be part of a topic")
+    if any(c.isspace() or c == "\x00" for c in value):
+        raise ValueError("must not contain spaces or other whitespace, or NUL")
+    if not value.strip("/"):
+        raise ValueError("must name at least one topic level: not empty, and not only '/'")
+    return value
+
+
 def _token(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
         raise ValueError("use only letters, digits, '-' and '_' (at most 64): it is one NATS subject token")
@@ -215,6 +239,28 @@ Token = Annotated[str, AfterValidator(_token)]
 Size = Annotated[int, BeforeValidator(_size_input), Field(gt=0)]
 Positive = Annotated[float, Field(gt=0)]
 Seconds = Positive
+
+
+def _covers_retransmission(v: float) -> float:
+    if v < 30:
+        raise ValueError(
+            "must be at least 30 s: a UITD retransmits for 3 x 10 s, and those copies must be dropped"
+        )
+    return v
+
+
+def _above_heartbeat(v: float) -> float:
+    if v <= 30:
+        raise ValueError("must exceed the UITD heartbeat period (about 30 s); GB 26875 uses 100 s")
+    return v
+
+
+def _gb50440_patrol(v: float) -> float:
+    if v > 7200:
+        raise ValueError("must be at most 7200 s: GB 50440 requires a patrol at least every 2 h (0 disables)")
+    return v
+
+
 # Relative paths written in the file are resolved against the file's directory
 # by load_settings; paths from the environment against the working directory.
 OptFile = Annotated[Path | None, BeforeValidator(_blank_to_none), AfterValidator(_existing_file)]
@@ -222,23 +268,75 @@ OptSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 OptStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
 
 
-def _tls_pair(cert: Path | None, key: Path | None) -> list[tuple[str, str, object]]:
-    if (cert is None) != (key is None):
-        missing = "tls_key" if key is None else "tls_cert"
-        return [(missing, "tls_cert and tls_key go together: set both or neither", MISSING)]
-    return []
+# ---------------------------------------------------------------------------
+# rules across keys
+#
+# A rule that involves several keys runs on whatever validated, even when other
+# keys failed, so that one `config check` reports every problem at once; a rule
+# one of whose keys failed is skipped, since its failure is already reported.
+
+Problem = tuple[str, str, object]
+"""A broken rule: the key to report (dotted, relative to the model), the reason, the value."""
 
 
-def _tls_files(ca: Path | None, cert: Path | None, key: Path | None) -> list[tuple[str, str, object]]:
+@dataclass(frozen=True)
+class Known:
+    """Which values validated, as seen from the model at ``base``."""
+
+    failed: frozenset[tuple[str, ...]] = frozenset()
+    base: tuple[str, ...] = ()
+
+    def _path(self, key: str) -> tuple[str, ...]:
+        return (*self.base, *key.split("."))
+
+    def __call__(self, *keys: str) -> bool:
+        """Every one of ``keys`` (e.g. ``"timeout"``, ``"nats.url"``) validated, and all inside it."""
+        for key in keys:
+            path = self._path(key)
+            if any(f[: len(path)] == path or path[: len(f)] == f for f in self.failed):
+                return False
+        return True
+
+    def lost(self, key: str) -> bool:
+        """``key`` (or what holds it) failed as a whole: nothing in it is usable."""
+        path = self._path(key)
+        return any(path[: len(f)] == f for f in self.failed)
+
+    def bad(self, key: str) -> bool:
+        """``key`` was given a value that failed (so it is set, just not validly)."""
+        path = self._path(key)
+        return any(f[: len(path)] == path for f in self.failed)
+
+    def at(self, *parts: str) -> Known:
+        return Known(self.failed, (*self.base, *parts))
+
+
+ALL_KNOWN = Known()
+
+# load_settings runs the rules itself once the fields are validated (see _load); a
+# model constructed directly (Nats(...), Settings(...)) checks them as it always did.
+_rules_deferred: ContextVar[bool] = ContextVar("firegate_rules_deferred", default=False)
+
+
+def _set_alone(model: BaseModel, key: str, other: str) -> bool:
+    """``key`` was set (file or env) and ``other`` left at its default: report the rule on ``key``."""
+    return key in model.model_fields_set and other not in model.model_fields_set
+
+
+def _tls_files(ca: Path | None, cert: Path | None, key: Path | None, known: Known) -> list[Problem]:
     """Load the files as `firegate run` will, so a wrong file fails `config check`, not the start."""
-    problems = _tls_pair(cert, key)
-    if problems:
-        return problems
-    try:
-        ctx = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
-    except (ssl.SSLError, OSError) as e:
-        problems.append(("tls_ca", f"not a readable PEM CA certificate ({e})", str(ca)))
-    if cert is not None and key is not None:
+    problems: list[Problem] = []
+    if known("tls_cert", "tls_key") and (cert is None) != (key is None):
+        given, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        why = f"tls_cert and tls_key go together: set {missing} too, or neither"
+        problems.append((given, why, str(cert or key)))
+    ctx = None
+    if ca is not None and known("tls_ca"):
+        try:
+            ctx = ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, OSError) as e:
+            problems.append(("tls_ca", f"not a readable PEM CA certificate ({e})", str(ca)))
+    if cert is not None and key is not None and known("tls_cert", "tls_key"):
         try:
             (ctx or ssl.create_default_context()).load_cert_chain(str(cert), str(key))
         except (ssl.SSLError, OSError) as e:
@@ -248,6 +346,16 @@ def _tls_files(ca: Path | None, cert: Path | None, key: Path | None) -> list[tup
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def _problems(self, known: Known) -> list[Problem]:
+        """This model's rules across keys; ``known`` tells which of its keys validated."""
+        return []
+
+    @model_validator(mode="after")
+    def _rules(self) -> _Section:
+        if not _rules_deferred.get():
+            raise_problems(self._problems(ALL_KNOWN))
+        return self
 
 
 # ---------------------------------------------------------------------------
@@ -281,40 +389,29 @@ class Nats(_Section):
             return [f"nats://{EMBEDDED_HOST}:{self.embedded_port}"]
         return self.url.split(",")
 
-    @model_validator(mode="after")
-    def _auth(self) -> Nats:
-        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key)
-        if (self.user is None) != (self.password is None):
-            key = "password" if self.password is None else "user"
-            problems.append((key, "user and password go together: set both or neither", MISSING))
-        given = (("user", self.user), ("token", self.token), ("creds_file", self.creds_file))
-        methods = [name for name, value in given if value is not None]
+    def _problems(self, known: Known) -> list[Problem]:
+        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key, known)
+        if known("user", "password") and (self.user is None) != (self.password is None):
+            given, missing = ("user", "password") if self.password is None else ("password", "user")
+            problems.append((given, f"user and password go together: set {missing} too, or neither", MISSING))
+        given_auth = (("user", self.user), ("token", self.token), ("creds_file", self.creds_file))
+        methods = [name for name, value in given_auth if value is not None and known(name)]
         if len(methods) > 1:
             both = " and ".join(methods)
             problems.append(
                 (methods[1], f"use one of user/password, token or creds_file, not {both}", MISSING)
             )
-        raise_problems(problems)
-        return self
+        return problems
 
 
 class Bus(_Section):
     stream: Token = "FIRE"
     replicas: Annotated[int | None, Field(ge=1, le=5)] = None
-    duplicate_window: Seconds = 120.0
+    duplicate_window: Annotated[Seconds, AfterValidator(_covers_retransmission)] = 120.0
     max_age_days: Positive = 400.0
     max_bytes: Size = parse_size("50G")
     publish_retry: Seconds = 3.0
     spool_max_bytes: Size = parse_size("1G")
-
-    @field_validator("duplicate_window")
-    @classmethod
-    def _covers_retransmission(cls, v: float) -> float:
-        if v < 30:
-            raise ValueError(
-                "must be at least 30 s: a UITD retransmits for 3 x 10 s, and those copies must be dropped"
-            )
-        return v
 
 
 class GB26875(_Section):
@@ -324,32 +421,16 @@ class GB26875(_Section):
     address_mode: Literal["le_int", "ipv4_port", "bcd"] = "le_int"
     max_connections: Annotated[int, Field(ge=1)] = 20000
     first_frame_timeout: Seconds = 30.0
-    idle_timeout: Seconds = 100.0
+    idle_timeout: Annotated[Seconds, AfterValidator(_above_heartbeat)] = 100.0
     confirm_timeout: Seconds = 10.0
     retries: Annotated[int, Field(ge=0, le=10)] = 3
-    patrol_interval: Annotated[float, Field(ge=0)] = 3600.0
+    patrol_interval: Annotated[float, Field(ge=0), AfterValidator(_gb50440_patrol)] = 3600.0
     clock_sync_on_connect: bool = True
     clock_sync_daily_at: Annotated[time | None, BeforeValidator(_daily_time)] = None
     rate_limit_per_device: Positive = 20.0
     rate_burst: Annotated[int, Field(ge=1)] = 40
     write_buffer_limit: Size = 64 * 1024
     registry_policy: Literal["accept", "flag", "reject"] = "accept"
-
-    @field_validator("idle_timeout")
-    @classmethod
-    def _above_heartbeat(cls, v: float) -> float:
-        if v <= 30:
-            raise ValueError("must exceed the UITD heartbeat period (about 30 s); GB 26875 uses 100 s")
-        return v
-
-    @field_validator("patrol_interval")
-    @classmethod
-    def _gb50440_patrol(cls, v: float) -> float:
-        if v > 7200:
-            raise ValueError(
-                "must be at most 7200 s: GB 50440 requires a patrol at least every 2 h (0 disables)"
-            )
-        return v
 
 
 class Http(_Section):
@@ -383,11 +464,16 @@ class _Delivery(_Section):
     backoff_max: Seconds = 30.0
     ack_wait: Annotated[float, Field(ge=1)] = 30.0
 
-    @model_validator(mode="after")
-    def _backoff(self) -> _Delivery:
-        if self.backoff_max < self.backoff_initial:
-            raise_problems([("backoff_max", "must not be below backoff_initial", self.backoff_max)])
-        return self
+    def _problems(self, known: Known) -> list[Problem]:
+        problems = super()._problems(known)
+        if known("backoff_initial", "backoff_max") and self.backoff_max < self.backoff_initial:
+            if _set_alone(self, "backoff_initial", "backoff_max"):
+                why = f"must not exceed backoff_max ({self.backoff_max:g} s)"
+                problems.append(("backoff_initial", why, self.backoff_initial))
+            else:
+                why = f"must not be below backoff_initial ({self.backoff_initial:g} s)"
+                problems.append(("backoff_max", why, self.backoff_max))
+        return problems
 
 
 class _Client(_Delivery):
@@ -398,14 +484,17 @@ class _Client(_Delivery):
     tls_key: OptFile = None
     timeout: Seconds = 5.0
 
-    @model_validator(mode="after")
-    def _client(self) -> _Client:
-        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key)
+    def _problems(self, known: Known) -> list[Problem]:
+        problems = super()._problems(known)
+        problems += _tls_files(self.tls_ca, self.tls_cert, self.tls_key, known)
         # the server redelivers a message held past ack_wait: an attempt must end before that
-        if self.timeout >= self.ack_wait:
-            problems.append(("timeout", f"must be below ack_wait ({self.ack_wait:g} s)", self.timeout))
-        raise_problems(problems)
-        return self
+        if known("timeout", "ack_wait") and self.timeout >= self.ack_wait:
+            if _set_alone(self, "ack_wait", "timeout"):
+                why = f"must be above timeout ({self.timeout:g} s), or events are redelivered mid-attempt"
+                problems.append(("ack_wait", why, self.ack_wait))
+            else:
+                problems.append(("timeout", f"must be below ack_wait ({self.ack_wait:g} s)", self.timeout))
+        return problems
 
 
 class Dispatch119(_Client):
@@ -429,16 +518,16 @@ class _FaultFilter(_Client):
 class MqttDestination(_FaultFilter):
     url: Annotated[str, AfterValidator(_mqtt_url)]
     # not only slashes, and no wildcard, whitespace or NUL: it starts every topic
-    topic_prefix: Annotated[str, Field(pattern=r"^[^#+\s\x00]*[^#+\s\x00/][^#+\s\x00]*$")] = "firegate"
+    topic_prefix: Annotated[str, AfterValidator(_topic_prefix)] = "firegate"
     username: OptStr = None
     password: OptSecret = None
 
-    @model_validator(mode="after")
-    def _tls_scheme(self) -> MqttDestination:
-        given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None]
-        if given and not self.url.startswith("mqtts://"):
-            raise_problems([(given[0], "TLS settings need an mqtts:// url", MISSING)])
-        return self
+    def _problems(self, known: Known) -> list[Problem]:
+        problems = super()._problems(known)
+        given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None and known(k)]
+        if given and known("url") and not self.url.startswith("mqtts://"):
+            problems.append((given[0], "TLS settings need an mqtts:// url", MISSING))
+        return problems
 
 
 class WebhookDestination(_FaultFilter):
@@ -481,6 +570,11 @@ class Log(_Section):
 # variable rather than init kwargs so that env still wins over the file while
 # explicit Settings(...) arguments (tests) win over both.
 _file_data: ContextVar[dict[str, Any] | None] = ContextVar("firegate_config_file", default=None)
+# FIREGATE_* variables already reported (unknown, or not JSON where JSON is needed), lower case:
+# the environment source leaves them out rather than fail on them a second time.
+_env_skip: ContextVar[frozenset[str]] = ContextVar("firegate_env_skip", default=frozenset())
+# receives the merged input (file + env) Settings validates, to rebuild what validated
+_merged_input: ContextVar[list[Any] | None] = ContextVar("firegate_merged_input", default=None)
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -489,6 +583,14 @@ class _FileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return _file_data.get() or {}
+
+
+class _EnvSource(EnvSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        skip = _env_skip.get()
+        if skip:
+            self.env_vars = {k: v for k, v in self.env_vars.items() if k.lower() not in skip}
 
 
 class Settings(BaseSettings):
@@ -521,7 +623,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _FileSource(settings_cls)
+        return init_settings, _EnvSource(settings_cls), _FileSource(settings_cls)
 
     @property
     def effective_replicas(self) -> int:
@@ -530,38 +632,244 @@ class Settings(BaseSettings):
             return self.bus.replicas
         return 3 if len(self.nats.urls) > 1 else 1
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_input(cls, data: Any) -> Any:
+        sink = _merged_input.get()
+        if sink is not None:
+            sink.append(data)
+        return data
+
     @model_validator(mode="after")
-    def _cross(self) -> Settings:
-        problems: list[tuple[str, str, object]] = []
-        if self.nats.embedded:
-            if self.bus.replicas not in (None, 1):
-                why = "the embedded nats-server is one node: use 1, or set nats.url to a cluster"
-                problems.append(("bus.replicas", why, self.bus.replicas))
-            if self.bus.max_bytes > self.nats.embedded_max_file:
-                why = f"exceeds nats.embedded_max_file ({self.nats.embedded_max_file} bytes)"
-                problems.append(("bus.max_bytes", why, self.bus.max_bytes))
-        if self.alarms.catch_up > self.alarms.retention:
-            why = "must not exceed alarms.retention: a new lifecycle would refile forgotten alarms"
-            problems.append(("alarms.catch_up", why, self.alarms.catch_up))
-        problems += _port_clashes(self)
-        raise_problems(problems)
+    def _rules(self) -> Settings:
+        if not _rules_deferred.get():
+            raise_problems(self._problems(ALL_KNOWN))
         return self
 
+    def _embedded(self, known: Known) -> bool | None:
+        """Whether firegate runs its own nats-server; None when the nats section is unreadable."""
+        if known.lost("nats"):
+            return None
+        # a nats.url that failed was still set to something: not the embedded server
+        return not known.bad("nats.url") and self.nats.url is None
 
-def _port_clashes(s: Settings) -> list[tuple[str, str, object]]:
-    binds = [
-        (key, *parse_host_port(value))
-        for key, value in (("gb26875.listen", s.gb26875.listen), ("http.listen", s.http.listen))
-    ]
-    if s.nats.embedded:
-        binds.insert(0, ("nats.embedded_port", EMBEDDED_HOST, s.nats.embedded_port))
+    def _problems(self, known: Known) -> list[Problem]:
+        problems: list[Problem] = []
+        embedded = self._embedded(known)
+        if embedded and known("bus.replicas") and self.bus.replicas not in (None, 1):
+            why = "the embedded nats-server is one node: use 1, or set nats.url to a cluster"
+            problems.append(("bus.replicas", why, self.bus.replicas))
+        if embedded and known("bus.max_bytes", "nats.embedded_max_file"):
+            max_bytes, max_file = self.bus.max_bytes, self.nats.embedded_max_file
+            if max_bytes > max_file:
+                nats_only = "embedded_max_file" in self.nats.model_fields_set
+                if nats_only and "max_bytes" not in self.bus.model_fields_set:
+                    why = f"must be at least bus.max_bytes ({max_bytes} bytes): the embedded server stores it"
+                    problems.append(("nats.embedded_max_file", why, max_file))
+                else:
+                    why = f"exceeds nats.embedded_max_file ({max_file} bytes)"
+                    problems.append(("bus.max_bytes", why, max_bytes))
+        if known("alarms.catch_up", "alarms.retention") and self.alarms.catch_up > self.alarms.retention:
+            if _set_alone(self.alarms, "retention", "catch_up"):
+                why = f"must be at least alarms.catch_up ({self.alarms.catch_up:g} s)"
+                problems.append(("alarms.retention", why, self.alarms.retention))
+            else:
+                why = "must not exceed alarms.retention: a new lifecycle would refile forgotten alarms"
+                problems.append(("alarms.catch_up", why, self.alarms.catch_up))
+        problems += _port_clashes(self, known, embedded)
+        return problems
+
+
+# key, host, port, the value as written, set by the operator (file or env) rather than a default
+_Bind = tuple[str, str, int, str, bool]
+
+
+def _port_clashes(s: Settings, known: Known, embedded: bool | None) -> list[Problem]:
+    binds: list[_Bind] = []
+    if embedded and known("nats.embedded_port"):
+        port = s.nats.embedded_port
+        user = "embedded_port" in s.nats.model_fields_set
+        binds.append(("nats.embedded_port", EMBEDDED_HOST, port, f"{EMBEDDED_HOST}:{port}", user))
+    listeners = (
+        ("gb26875.listen", s.gb26875.listen, "listen" in s.gb26875.model_fields_set),
+        ("http.listen", s.http.listen, "listen" in s.http.model_fields_set),
+    )
+    for key, listen, user in listeners:
+        if known(key):
+            binds.append((key, *parse_host_port(listen), listen, user))
     wildcard = {"0.0.0.0", "::"}
-    out: list[tuple[str, str, object]] = []
-    for i, (key, host, port) in enumerate(binds):
-        for other, ohost, oport in binds[:i]:
-            if port == oport and (host == ohost or host in wildcard or ohost in wildcard):
-                out.append((key, f"TCP port {port} is already taken by {other}", port))
+    out: list[Problem] = []
+    for i, later in enumerate(binds):
+        for earlier in binds[:i]:
+            (_, host, port, _, _), (_, ohost, oport, _, _) = later, earlier
+            if port != oport or not (host == ohost or host in wildcard or ohost in wildcard):
+                continue
+            # name the key the operator set (the later one if both were), and the one it meets
+            mine, other = (earlier, later) if earlier[4] and not later[4] else (later, earlier)
+            how = "" if other[4] else "default "
+            why = f"TCP port {port} is already used by {other[0]} ({how}{other[3]}): give one of them another"
+            value: object = s.nats.embedded_port if mine[0] == "nats.embedded_port" else mine[3]
+            out.append((mine[0], why, value))
     return out
+
+
+def _rule_problems(obj: BaseModel, known: Known) -> list[Item]:
+    """The rules across keys of ``obj`` and of every model in it, with key paths from the top."""
+    items: list[Item] = []
+    if isinstance(obj, _Section | Settings):
+        items += [((*known.base, *key.split(".")), why, value) for key, why, value in obj._problems(known)]
+    for name in type(obj).model_fields:
+        if known.lost(name):
+            continue
+        value = getattr(obj, name, None)
+        if isinstance(value, BaseModel):
+            items += _rule_problems(value, known.at(name))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel) and not known.at(name).lost(str(i)):
+                    items += _rule_problems(item, known.at(name, str(i)))
+    return items
+
+
+# ---------------------------------------------------------------------------
+# what validated, when not everything did
+
+
+@cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(model.model_fields[name].rebuild_annotation())
+
+
+def _list_of_model(annotation: Any) -> type[BaseModel] | None:
+    args = get_args(annotation)
+    if get_origin(annotation) is list and args and is_model(args[0]):
+        return args[0]
+    return None
+
+
+def _partial(
+    model: type[BaseModel], data: Any, failed: set[tuple[str, ...]], base: tuple[str, ...] = ()
+) -> BaseModel | None:
+    """``model`` built from ``data`` with every value that validates; a value that does not is left
+    at its default and its path is in ``failed`` (so that no rule uses it)."""
+    if not isinstance(data, dict):
+        return None
+
+    def under(path: tuple[str, ...]) -> bool:
+        return any(f[: len(path)] == path for f in failed)
+
+    def whole(sub: type[BaseModel], raw: Any, path: tuple[str, ...]) -> BaseModel | None:
+        if not under(path):
+            try:
+                return sub.model_validate(raw)
+            except ValidationError:
+                failed.add(path)
+                return None
+        return None if path in failed else _partial(sub, raw, failed, path)
+
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        path = (*base, name)
+        if name not in data or path in failed:
+            continue
+        raw = data[name]
+        item = _list_of_model(info.annotation)
+        if is_model(info.annotation):
+            part = whole(info.annotation, raw, path)
+            if part is not None:
+                values[name] = part
+        elif item is not None and isinstance(raw, list) and under(path):
+            # failed entries stay as None, so that the others keep their index
+            values[name] = [whole(item, x, (*path, str(i))) for i, x in enumerate(raw)]
+        elif not under(path):
+            try:
+                values[name] = _field_adapter(model, name).validate_python(raw)
+            except ValidationError:
+                failed.add(path)
+    return model.model_construct(_fields_set={n for n in model.model_fields if n in data}, **values)
+
+
+# ---------------------------------------------------------------------------
+# the environment
+
+
+def _env_names() -> dict[str, tuple[tuple[str, ...], bool]]:
+    """Every FIREGATE_* name that sets something: its key path, and whether the value is JSON."""
+    names: dict[str, tuple[tuple[str, ...], bool]] = {}
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, info in model.model_fields.items():
+            sub = (*path, name)
+            nested = is_model(info.annotation)
+            names[ENV_PREFIX + "__".join(sub).upper()] = (sub, nested or get_origin(info.annotation) is list)
+            if is_model(info.annotation):
+                walk(info.annotation, sub)
+
+    walk(Settings, ())
+    return names
+
+
+def _env_suggestion(name: str, names: list[str]) -> str | None:
+    def squeezed(text: str) -> str:
+        return re.sub("_+", "_", text)
+
+    same = [n for n in names if squeezed(n) == squeezed(name)]  # FIREGATE_NATS_URL: one _ too few
+    if same:
+        return same[0]
+    tails = {n.removeprefix(ENV_PREFIX): n for n in names}
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(tails), n=1, cutoff=0.8)
+    return tails[close[0]] if close else None
+
+
+def _check_environment() -> tuple[list[ConfigProblem], frozenset[str]]:
+    """Problems with FIREGATE_* variables that validation cannot see (pydantic-settings would
+    ignore a name that matches no key, and stop at the first value that is not JSON), and the
+    variables to leave out of validation because of them."""
+    names = _env_names()
+    problems: list[ConfigProblem] = []
+    skip: set[str] = set()
+    for var, value in sorted(os.environ.items()):
+        upper = var.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_CONFIG_VARS:
+            continue
+        target = names.get(upper)
+        if target is None:
+            parts = upper.removeprefix(ENV_PREFIX).split("__")
+            parent = names.get(ENV_PREFIX + "__".join(parts[:-1]))
+            if parent is not None and parts[-1] and is_model(_annotation_at(parent[0])):
+                continue  # an unknown key in a section: validation names it, with a suggestion
+            reason = "unknown environment variable: no setting has this name"
+            whole = [ENV_PREFIX + "__".join(parts[:n]) for n in range(len(parts) - 1, 0, -1)]
+            lists = (n for n in whole if n in names and get_origin(_annotation_at(names[n][0])) is list)
+            json_parent = next(lists, None)
+            close = _env_suggestion(upper, list(names))
+            if json_parent is not None:  # FIREGATE_FAULTS__MQTT__0__URL
+                key = ".".join(names[json_parent][0])
+                reason += f" ({key} is a list, set as a whole in JSON: {json_parent}='[...]')"
+            elif close:
+                reason += f" (did you mean {close}?)"
+            problems.append(ConfigProblem(var, reason))
+        elif target[1]:
+            try:
+                json.loads(value)
+                continue
+            except json.JSONDecodeError as e:
+                why = f"cannot parse the environment value as JSON ({e.msg} at character {e.pos})"
+                if not value.strip():
+                    example = "{}" if is_model(_annotation_at(target[0])) else "[]"
+                    why = f"empty: the value is JSON, e.g. {example}"
+                problems.append(ConfigProblem(".".join(target[0]), why, where=f"env {var}"))
+        else:
+            continue
+        skip.add(var.lower())
+    return problems, frozenset(skip)
+
+
+def _annotation_at(path: tuple[str, ...]) -> Any:
+    current: Any = Settings
+    for name in path:
+        current = current.model_fields[name].annotation
+    return current
 
 
 # ---------------------------------------------------------------------------
@@ -581,50 +889,91 @@ def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path) -> 
             sub = next((a for a in args if is_model(a)), None)
             if sub is not None:
                 out[name] = _resolve_paths(value, sub, base)
+        elif isinstance(value, list) and (item := _list_of_model(info.annotation)) is not None:
+            # faults.mqtt / faults.webhooks entries: their TLS files too
+            out[name] = [_resolve_paths(x, item, base) if isinstance(x, dict) else x for x in value]
     return out
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Defaults, overlaid by the YAML file at ``path`` (if any), overlaid by ``FIREGATE_*`` env."""
+def _load(path: str | Path | None) -> tuple[Settings | None, Known, list[tuple[int | None, ConfigProblem]]]:
+    """Everything `load_settings` and `config check` need: the settings (only partly valid when
+    there are problems; None when there is nothing to validate), what validated, every problem."""
+    env_problems, skip = _check_environment()
+    from_env: list[tuple[int | None, ConfigProblem]] = [(None, p) for p in env_problems]
     doc: YamlDoc | None = None
     data: dict[str, Any] = {}
     if path is not None:
-        doc = read_yaml(path)
+        try:
+            doc = read_yaml(path, keep_duplicates=True)
+        except ConfigError as e:
+            return None, ALL_KNOWN, [*((None, p) for p in e.problems), *from_env]
         if doc.data is not None and not isinstance(doc.data, dict):
-            raise ConfigError.single(
-                doc.name, "the top level must be a mapping of sections (nats:, gb26875:, ...)", doc.data
-            )
+            why = "the top level must be a mapping of sections (nats:, gb26875:, ...)"
+            return None, ALL_KNOWN, [(None, ConfigProblem(doc.name, why, doc.data)), *from_env]
         data = _resolve_paths(doc.data or {}, Settings, Path(path).absolute().parent)
-    token = _file_data.set(data)
+    merged: list[Any] = []
+    tokens = (_file_data.set(data), _env_skip.set(skip), _merged_input.set(merged), _rules_deferred.set(True))
+    items: list[Item] = []
+    failed: set[tuple[str, ...]] = set()
     try:
-        return Settings()
-    except ValidationError as e:
-        raise config_error(e, model=Settings, doc=doc, env_prefix=ENV_PREFIX) from None
-    except SettingsError as e:  # e.g. FIREGATE_NATS='{not json': a whole section must be JSON
-        m = re.search(r'field "([^"]+)"', str(e))
-        key = m.group(1) if m else "environment"
-        var = env_var(ENV_PREFIX, (key,))
-        raise ConfigError.single(
-            key, "cannot parse the environment value as JSON", where=var and f"env {var}"
-        ) from None
+        try:
+            settings: Settings | None = Settings()
+        except ValidationError as e:
+            items = validation_items(e, model=Settings)
+            failed = {
+                tuple(str(p) for p in err["loc"] if p != "[key]")
+                for err in e.errors()
+                if err["type"] != "extra_forbidden"  # an unknown key takes no valid value's place
+            }
+            partial = _partial(Settings, merged[0] if merged else {}, failed)
+            settings = partial if isinstance(partial, Settings) else None
+        except SettingsError as e:  # not expected: _check_environment reports what the env source rejects
+            m = re.search(r'field "([^"]+)"', str(e))
+            key = m.group(1) if m else "environment"
+            var = env_var(ENV_PREFIX, (key,))
+            why = "cannot parse the environment value"
+            return None, ALL_KNOWN, [(None, ConfigProblem(key, why, where=var and f"env {var}")), *from_env]
+        known = Known(frozenset(failed))
+        if settings is not None:
+            items += _rule_problems(settings, known)
     finally:
-        _file_data.reset(token)
+        _rules_deferred.reset(tokens[3])
+        _merged_input.reset(tokens[2])
+        _env_skip.reset(tokens[1])
+        _file_data.reset(tokens[0])
+    duplicates: list[tuple[int | None, ConfigProblem]] = list(doc.duplicates) if doc is not None else []
+    return settings, known, duplicates + located(items, doc=doc, env_prefix=ENV_PREFIX) + from_env
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults, overlaid by the YAML file at ``path`` (if any), overlaid by ``FIREGATE_*`` env.
+
+    Raises one ConfigError listing every problem: bad values, broken rules across keys (for
+    the keys that are valid), and FIREGATE_* variables that name no setting."""
+    settings, _, problems = _load(path)
+    if problems or settings is None:
+        raise in_file_order(problems)
+    return settings
 
 
 def config_check(path: str | Path) -> int:
     """`firegate config check FILE`: 0 and "ok", or 1 and one line per problem on stderr."""
     try:
-        settings = load_settings(path)
-        if settings.sites is not None:
+        settings, known, located_problems = _load(path)
+        problems = in_file_order(located_problems).problems
+        if settings is not None and settings.sites is not None and known("sites"):
             from firegate.sites import SiteRegistry  # only needed when configured
 
-            SiteRegistry.load(settings.sites)
-    except ConfigError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return 1
+            try:
+                SiteRegistry.load(settings.sites)
+            except ConfigError as e:
+                problems += e.problems
     except Exception as e:  # the contract is "never a traceback", even for our own bugs
         print(f"{path}: cannot check the configuration: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
         return 1
     print("ok")
     return 0

@@ -8,9 +8,10 @@ name the key path, the reason, the value (secrets masked) and where it was set.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard, get_args, get_origin
@@ -81,6 +82,8 @@ class YamlDoc:
     name: str
     data: Any
     lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # duplicate keys, with their line, when read_yaml was asked to go on (the last one counts)
+    duplicates: list[tuple[int, ConfigProblem]] = field(default_factory=list)
 
     def line_of(self, path: tuple[str, ...]) -> int | None:
         """The line of ``path``, or of its nearest ancestor written in the file."""
@@ -91,8 +94,11 @@ class YamlDoc:
         return None
 
 
-def read_yaml(path: str | Path) -> YamlDoc:
-    """Parse a YAML file; every failure (missing, unreadable, syntax, duplicate key) is a ConfigError."""
+def read_yaml(path: str | Path, *, keep_duplicates: bool = False) -> YamlDoc:
+    """Parse a YAML file; every failure (missing, unreadable, syntax, duplicate key) is a ConfigError.
+
+    With ``keep_duplicates`` duplicate keys are not raised but listed in ``doc.duplicates``
+    (the data has the last value), so that they are reported with the rest."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -111,10 +117,9 @@ def read_yaml(path: str | Path) -> YamlDoc:
         node = loader.get_single_node()
         doc = YamlDoc(name, None)
         if node is not None:
-            duplicates: list[ConfigProblem] = []
-            _index(node, (), doc, duplicates)
-            if duplicates:
-                raise ConfigError(duplicates)
+            _index(node, (), doc, doc.duplicates)
+            if doc.duplicates and not keep_duplicates:
+                raise ConfigError(p for _, p in doc.duplicates)
             doc.data = loader.construct_document(node)
         return doc
     except yaml.MarkedYAMLError as e:
@@ -128,7 +133,9 @@ def read_yaml(path: str | Path) -> YamlDoc:
         loader.dispose()
 
 
-def _index(node: yaml.Node, path: tuple[str, ...], doc: YamlDoc, dups: list[ConfigProblem]) -> None:
+def _index(
+    node: yaml.Node, path: tuple[str, ...], doc: YamlDoc, dups: list[tuple[int, ConfigProblem]]
+) -> None:
     if len(path) > 32:  # an alias loop; the constructor reports what matters
         return
     if isinstance(node, yaml.MappingNode):
@@ -140,7 +147,7 @@ def _index(node: yaml.Node, path: tuple[str, ...], doc: YamlDoc, dups: list[Conf
             sub = (*path, key)
             if key in seen:
                 why = f"duplicate key (first at line {seen[key]})"
-                dups.append(ConfigProblem(".".join(sub), why, where=f"{doc.name}:{line}"))
+                dups.append((line, ConfigProblem(".".join(sub), why, where=f"{doc.name}:{line}")))
             seen.setdefault(key, line)
             doc.lines[sub] = line
             _index(value_node, sub, doc, dups)
@@ -184,7 +191,11 @@ def _fields_at(model: type[BaseModel], path: tuple[str, ...]) -> list[str]:
         candidates = [ann, *get_args(ann)]
         nested = [a for a in candidates if is_model(a)]
         dicts = [a for a in candidates if get_origin(a) is dict]
-        if nested:
+        lists = [a for a in candidates if get_origin(a) is list and is_model(get_args(a)[0])]
+        if lists:
+            current = get_args(lists[0])[0]
+            next(items, None)  # the next path element is a list index
+        elif nested:
             current = nested[0]
         elif dicts:
             current = get_args(dicts[0])[1]
@@ -195,35 +206,91 @@ def _fields_at(model: type[BaseModel], path: tuple[str, ...]) -> list[str]:
 
 
 def env_var(prefix: str, path: tuple[str, ...]) -> str | None:
-    """The environment variable that sets ``path``, if it is set (any case)."""
-    name = prefix + "__".join(path).upper()
-    return next((k for k in os.environ if k.upper() == name), None)
+    """The environment variable that sets ``path``, if one is set (any case).
+
+    That is ``PREFIX_A__B__C`` itself, or the variable of an enclosing key whose JSON
+    value holds the path (``FIREGATE_FAULTS__MQTT='[{"url": ...}]'`` sets
+    ``faults.mqtt.0.url``); the longest such name wins, as it does when the values merge.
+    """
+    for end in range(len(path), 0, -1):
+        name = prefix + "__".join(path[:end]).upper()
+        var = next((k for k in os.environ if k.upper() == name), None)
+        if var is not None and (end == len(path) or _json_holds(os.environ[var], path[end:])):
+            return var
+    return None
+
+
+def _json_holds(text: str, path: tuple[str, ...]) -> bool:
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        return False
+    for part in path:
+        if isinstance(value, dict):
+            key = next((k for k in value if str(k).lower() == part.lower()), None)
+            if key is None:
+                return False
+            value = value[key]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False
+    return True
+
+
+Item = tuple[tuple[str, ...], str, object]
+"""One problem before it is located: key path, reason, offending value (or MISSING)."""
+
+
+def source_of(path: tuple[str, ...], doc: YamlDoc | None, env_prefix: str | None) -> str | None:
+    """Where the value at ``path`` comes from: ``env VAR`` or ``file:line`` (None: a default)."""
+    var = env_var(env_prefix, path) if env_prefix else None
+    if var:
+        return f"env {var}"
+    line = doc.line_of(path) if doc is not None else None
+    return f"{doc.name}:{line}" if doc is not None and line else None
+
+
+def validation_items(exc: ValidationError, *, model: type[BaseModel]) -> list[Item]:
+    """The problems in a pydantic ValidationError, each with its key path and a readable reason."""
+    items: list[Item] = []
+    for err in exc.errors():
+        # pydantic marks an invalid dict key with a trailing "[key]"; the path already names it
+        loc = tuple(str(p) for p in err["loc"] if p != "[key]")
+        ctx = err.get("ctx") or {}
+        if err["type"] == "firegate_config":
+            items += [((*loc, *k.split(".")), r, v) for k, r, v in ctx["problems"]]
+            continue
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+            close = difflib.get_close_matches(loc[-1], _fields_at(model, loc[:-1]), n=1, cutoff=0.8)
+            if close:
+                reason += f" (did you mean {close[0]!r}?)"
+        items.append((loc, reason[:1].lower() + reason[1:], err.get("input", MISSING)))
+    return items
+
+
+def located(
+    items: Iterable[Item], *, doc: YamlDoc | None, env_prefix: str | None = None
+) -> list[tuple[int | None, ConfigProblem]]:
+    """Problems with their source (env variable, else file line), keyed by file line for sorting."""
+    out: list[tuple[int | None, ConfigProblem]] = []
+    for path, reason, value in items:
+        line = doc.line_of(path) if doc is not None else None
+        where = source_of(path, doc, env_prefix)
+        out.append((line, ConfigProblem(".".join(path), reason, _shown(path, value), where)))
+    return out
+
+
+def in_file_order(problems: Iterable[tuple[int | None, ConfigProblem]]) -> ConfigError:
+    """One ConfigError, problems in file order (how the operator reads and fixes them), then the rest."""
+    ordered = sorted(problems, key=lambda lp: (lp[0] is None, lp[0] or 0))
+    return ConfigError(p for _, p in ordered)
 
 
 def config_error(
     exc: ValidationError, *, model: type[BaseModel], doc: YamlDoc | None, env_prefix: str | None = None
 ) -> ConfigError:
     """Turn a pydantic ValidationError into a ConfigError with key paths and locations."""
-    problems: list[tuple[int | None, ConfigProblem]] = []
-    for err in exc.errors():
-        # pydantic marks an invalid dict key with a trailing "[key]"; the path already names it
-        loc = tuple(str(p) for p in err["loc"] if p != "[key]")
-        ctx = err.get("ctx") or {}
-        if err["type"] == "firegate_config":
-            items = [((*loc, *k.split(".")), r, v) for k, r, v in ctx["problems"]]
-        else:
-            reason = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                reason = "unknown key"
-                close = difflib.get_close_matches(loc[-1], _fields_at(model, loc[:-1]), n=1, cutoff=0.8)
-                if close:
-                    reason += f" (did you mean {close[0]!r}?)"
-            items = [(loc, reason[:1].lower() + reason[1:], err.get("input", MISSING))]
-        for path, reason, value in items:
-            line = doc.line_of(path) if doc is not None else None
-            var = env_var(env_prefix, path) if env_prefix else None
-            where = f"env {var}" if var else f"{doc.name}:{line}" if doc and line else None
-            problems.append((line, ConfigProblem(".".join(path), reason, _shown(path, value), where)))
-    # in file order, which is how the operator reads and fixes them
-    problems.sort(key=lambda lp: (lp[0] is None, lp[0] or 0))
-    return ConfigError(p for _, p in problems)
+    return in_file_order(located(validation_items(exc, model=model), doc=doc, env_prefix=env_prefix))

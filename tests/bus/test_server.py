@@ -148,7 +148,10 @@ async def test_the_server_rotates_its_own_log(tmp_path: Path) -> None:
         for _ in range(6):  # each start writes a banner of a couple of KB
             server.kill()
             await server.start()
-        assert "Server is ready" in server.log_tail()
+            assert server.running
     logs = sorted(p.name for p in (tmp_path / "nats").glob("nats-server.log*"))
+    # the last start's banner may already sit in a backup: the current file is what came after it
+    text = "".join((tmp_path / "nats" / name).read_text(errors="replace") for name in logs)
+    assert "Server is ready" in text and "Rotated log" in text
     assert "nats-server.log" in logs and 2 <= len(logs) <= 3, logs
     assert all((tmp_path / "nats" / name).stat().st_size < 64 * 1024 for name in logs)

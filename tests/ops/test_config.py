@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from datetime import time
@@ -7,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from firegate.config import Settings, config_check, load_settings, parse_host_port, parse_size
+from firegate.config import (
+    NOT_CONFIG_VARS,
+    Settings,
+    config_check,
+    load_settings,
+    parse_host_port,
+    parse_size,
+)
 from firegate.errors import ConfigError, ConfigProblem, FiregateError
+from tests.ops.keys import settings_keys
 
 # (yaml text, key path that must be named). "{dir}" is the config file's directory.
 BAD_CONFIGS = [
@@ -41,10 +51,10 @@ BAD_CONFIGS = [
     ("nats: {url: 'http://n1:4222'}", "nats.url"),
     ("nats: {url: 'nats://n1:4222,nats://n2'}", "nats.url"),
     ("nats: {url: 'nats://n1:4222,,nats://n2:4222'}", "nats.url"),
-    ("nats: {user: fire}", "nats.password"),
+    ("nats: {user: fire}", "nats.user"),  # the key that was set, saying what is missing
     ("nats: {token: t, user: u, password: p}", "nats.token"),
     ("nats: {tls_cert: missing.pem}", "nats.tls_cert"),
-    ("nats: {tls_key: cfg.yaml}", "nats.tls_cert"),  # a key without its certificate
+    ("nats: {tls_key: cfg.yaml}", "nats.tls_key"),  # a key without its certificate
     ("nats: {embedded_max_mem: lots}", "nats.embedded_max_mem"),
     ("nats: {embedded_port: 0}", "nats.embedded_port"),
     ("nats: {connect_timeout: -1}", "nats.connect_timeout"),
@@ -80,6 +90,51 @@ BAD_CONFIGS = [
     ("gb26875:\n  listen: '0.0.0.0:9001'\n  listen: '0.0.0.0:9002'\n", "gb26875.listen"),  # duplicate
     ("- just\n- a list\n", "cfg.yaml"),
     ("gb26875:\n  listen: [\n", "cfg.yaml"),  # YAML syntax error
+    # a rule across keys is reported on the key that was set, not on the one left at its default
+    ("gb26875: {listen: '0.0.0.0:9108'}", "gb26875.listen"),  # http.listen's default port
+    ("nats: {embedded_port: 9001}", "nats.embedded_port"),  # gb26875.listen's default port
+    ("nats: {password: p}", "nats.password"),
+    ("nats: {embedded_max_file: 1G}", "nats.embedded_max_file"),  # below the default bus.max_bytes
+    ("dispatch119: {ack_wait: 3}", "dispatch119.ack_wait"),  # below the default timeout
+    ("dispatch119: {backoff_initial: 60}", "dispatch119.backoff_initial"),  # above the default max
+    ("faults: {webhooks: [{url: 'https://hook.example', ack_wait: 2}]}", "faults.webhooks.0.ack_wait"),
+    ("alarms: {retention: 60}", "alarms.retention"),  # below the default catch_up
+    ("faults: {mqtt: [{url: 'mqtt://broker:1883', topic_prefix: 'a b'}]}", "faults.mqtt.0.topic_prefix"),
+    ("faults: {mqtt: [{url: 'mqtt://broker:1883', topic_prefix: ''}]}", "faults.mqtt.0.topic_prefix"),
+    ("faults: {mqtt: [{url: 'mqtt://broker:1883', topic_prefx: a}]}", "faults.mqtt.0.topic_prefx"),
+]
+
+# (environment, yaml text, key path that must be named, where it must say the value comes from).
+# A FIREGATE_* variable that names no setting is itself the key.
+BAD_ENVIRONMENTS = [
+    ({"FIREGATE_NATS_URL": "nats://n1:4222"}, "", "FIREGATE_NATS_URL", None),  # one underscore
+    ({"FIREGATE_FOO": "1"}, "", "FIREGATE_FOO", None),
+    ({"firegate_log_level": "debug"}, "", "firegate_log_level", None),  # any case
+    ({"FIREGATE_": "1"}, "", "FIREGATE_", None),
+    ({"FIREGATE_DATA_DIR__X": "1"}, "", "FIREGATE_DATA_DIR__X", None),  # below a key that has none
+    ({"FIREGATE_FAULTS__MQTT__0__URL": "mqtt://b:1883"}, "", "FIREGATE_FAULTS__MQTT__0__URL", None),
+    ({"FIREGATE_NATS__URL": "nats://n1"}, "", "nats.url", "env FIREGATE_NATS__URL"),
+    ({"FIREGATE_NATS__PASSWORD": "x"}, "", "nats.password", "env FIREGATE_NATS__PASSWORD"),
+    ({"FIREGATE_NATS__USER": "u"}, "nats: {token: t}\n", "nats.token", "cfg.yaml:1"),
+    ({"FIREGATE_HTTP__LISTEN": "0.0.0.0:9001"}, "", "http.listen", "env FIREGATE_HTTP__LISTEN"),
+    ({"FIREGATE_FAULTS__MQTT": "[{"}, "", "faults.mqtt", "env FIREGATE_FAULTS__MQTT"),
+    ({"FIREGATE_FAULTS__MQTT": ""}, "", "faults.mqtt", "env FIREGATE_FAULTS__MQTT"),
+    ({"FIREGATE_ROLES": "gateway"}, "", "roles", "env FIREGATE_ROLES"),  # a list is JSON
+    ({"FIREGATE_ALARMS__AUTO_CONFIRM": "{"}, "", "alarms.auto_confirm", "env FIREGATE_ALARMS__AUTO_CONFIRM"),
+    (
+        {"FIREGATE_FAULTS__MQTT": '[{"url": "mqtt://b:1883", "bogus": 1}]'},
+        "",
+        "faults.mqtt.0.bogus",
+        "env FIREGATE_FAULTS__MQTT",
+    ),
+    (
+        {"FIREGATE_FAULTS__WEBHOOKS": '[{"url": "https://h.example", "timeout": 40}]'},
+        "faults: {webhooks: [{url: 'https://other.example'}]}\n",
+        "faults.webhooks.0.timeout",
+        "env FIREGATE_FAULTS__WEBHOOKS",
+    ),
+    ({"FIREGATE_NATS": '{"url": "http://n1:4222"}'}, "", "nats.url", "env FIREGATE_NATS"),
+    ({"FIREGATE_NATS": '{"url": "nats://n1:4222"}'}, "nats: {user: u}\n", "nats.user", "cfg.yaml:1"),
 ]
 
 
@@ -103,6 +158,190 @@ def test_bad_config_names_the_key(
     assert key.removeprefix("cfg.yaml") in err
     assert "Traceback" not in err + out
     assert out == ""
+
+
+@pytest.mark.parametrize(("env", "text", "key", "where"), BAD_ENVIRONMENTS)
+def test_bad_environment_names_the_key_and_the_variable(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    text: str,
+    key: str,
+    where: str | None,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    found = {p.key: p.where for p in info.value.problems}
+    assert key in found, str(info.value)
+    if where is not None:
+        assert found[key] == where.replace("cfg.yaml", str(path))
+    assert config_check(path) == 1
+    out, err = capsys.readouterr()
+    assert key in err and "Traceback" not in err + out
+    assert out == ""
+
+
+# (yaml text, every key reported, in order): one run reports every problem, a rule across keys
+# included whenever its keys validated, and no rule that only echoes a key that failed
+EVERY_PROBLEM_IN_ONE_RUN = [
+    (
+        "dispatch119:\n  timeout: 40\n"
+        "bus:\n  replicas: 3\n  max_bytes: 100T\n"
+        "http:\n  listen: 0.0.0.0:9001\n",
+        ["dispatch119.timeout", "bus.replicas", "bus.max_bytes", "http.listen"],
+    ),
+    ("bus: {max_bytes: lots, replicas: 3}\n", ["bus.max_bytes", "bus.replicas"]),
+    ("log: {level: loud}\nalarms: {catch_up: 90000, retention: 3600}\n", ["log.level", "alarms.catch_up"]),
+    ("nats: {connect_timeout: -1}\nbus: {replicas: 3}\n", ["nats.connect_timeout", "bus.replicas"]),
+    ("nats: {tls_cert: missing.pem, user: u}\n", ["nats.tls_cert", "nats.user"]),
+    (
+        "faults: {mqtt: [{url: 'http://b:1883', timeout: 40}, {url: 'mqtt://b:1883', ack_wait: 2}]}\n",
+        ["faults.mqtt.0.url", "faults.mqtt.0.timeout", "faults.mqtt.1.ack_wait"],
+    ),
+    (
+        "gb26875:\n  listen: '0.0.0.0:9001'\n  listen: x\nlog: {level: loud}\n",
+        ["gb26875.listen"] * 2 + ["log.level"],
+    ),
+    # a nats.url that failed is still not the embedded server: no replicas or port rule for it
+    (
+        "nats: {url: 'http://n1:4222'}\nbus: {replicas: 3}\ngb26875: {listen: '127.0.0.1:4223'}\n",
+        ["nats.url"],
+    ),
+    ("dispatch119: {timeout: abc, ack_wait: 3}\n", ["dispatch119.timeout"]),
+    ("dispatch119: {backoff_max: 0}\n", ["dispatch119.backoff_max"]),
+    ("nats: {tls_cert: missing.pem, tls_key: cfg.yaml}\n", ["nats.tls_cert"]),
+    ("nats: {user: [u], password: p}\n", ["nats.user"]),
+    ("gb26875: [1]\nhttp: {listen: '0.0.0.0:9001'}\n", ["gb26875"]),
+    ("nats: [1]\nbus: {replicas: 3}\n", ["nats"]),
+    (
+        "faults: {mqtt: [{url: 'http://b:1883', tls_ca: missing.pem}]}\n",
+        ["faults.mqtt.0.tls_ca", "faults.mqtt.0.url"],
+    ),
+    (
+        "bus: {max_bytes: 100T, replicas: 9}\nnats: {embedded_max_file: lots}\n",
+        ["bus.replicas", "nats.embedded_max_file"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "keys"), EVERY_PROBLEM_IN_ONE_RUN)
+def test_every_problem_in_one_run(tmp_path: Path, text: str, keys: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert [p.key for p in info.value.problems] == keys, str(info.value)
+
+
+def test_environment_problems_come_with_the_file_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FIREGATE_NATS_URL", "nats://n1:4222")
+    monkeypatch.setenv("FIREGATE_BUS__DUPLICATE_WINDOW", "5")
+    for text in ("log: {level: loud}\n", "gb26875:\n  listen: [\n"):
+        path = write(tmp_path, text)
+        assert config_check(path) == 1
+        err = capsys.readouterr().err
+        assert "FIREGATE_NATS_URL" in err and ("log.level" in err or "YAML syntax error" in err)
+        if "log.level" in err:
+            assert "env FIREGATE_BUS__DUPLICATE_WINDOW" in err
+
+
+def test_messages_name_the_key_that_was_set_and_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "gb26875:\n  listen: 0.0.0.0:9108\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        "gb26875.listen: TCP port 9108 is already used by http.listen (default 0.0.0.0:9108): "
+        f"give one of them another (got '0.0.0.0:9108') [{path}:2]"
+    )
+
+    monkeypatch.setenv("FIREGATE_NATS__PASSWORD", "s3cret")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert str(info.value) == (
+        "nats.password: user and password go together: set user too, or neither [env FIREGATE_NATS__PASSWORD]"
+    )
+
+
+def test_env_json_problems_name_the_key_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREGATE_FAULTS__MQTT", '[{"url": "mqtt://b:1883", "password": "s3cret"')
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    [problem] = info.value.problems
+    assert (problem.key, problem.where) == ("faults.mqtt", "env FIREGATE_FAULTS__MQTT")
+    assert "JSON" in problem.reason and "s3cret" not in str(problem)
+
+    monkeypatch.setenv("FIREGATE_FAULTS__MQTT", '[{"url": "mqtt://b:1883", "topic_prefx": "a"}]')
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert str(info.value) == (
+        "faults.mqtt.0.topic_prefx: unknown key (did you mean 'topic_prefix'?) (got 'a') "
+        "[env FIREGATE_FAULTS__MQTT]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "words"),
+    [("a/#", "'#'"), ("fire+", "'+'"), ("fire alarms", "whitespace"), ("a\x00b", "NUL"), ("//", "only '/'")],
+)
+def test_topic_prefix_problems_in_words(tmp_path: Path, prefix: str, words: str) -> None:
+    path = write(
+        tmp_path, f"faults: {{mqtt: [{{url: 'mqtt://b:1883', topic_prefix: {json.dumps(prefix)}}}]}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    [problem] = info.value.problems
+    assert problem.key == "faults.mqtt.0.topic_prefix"
+    assert words in problem.reason and "pattern" not in problem.reason and "^" not in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("FIREGATE_NATS_URL", "FIREGATE_NATS__URL"),
+        ("FIREGATE_GB26875_LISTEN", "FIREGATE_GB26875__LISTEN"),
+        ("FIREGATE_ALARMS_AUTO_CONFIRM_DETECTORS", "FIREGATE_ALARMS__AUTO_CONFIRM__DETECTORS"),
+        ("FIREGATE_DATA__DIR", "FIREGATE_DATA_DIR"),
+        ("FIREGATE_LOG__LEVLE", None),  # an unknown key in a section: validation suggests "level"
+        ("FIREGATE_DISPATCH_119__URL", "FIREGATE_DISPATCH119__URL"),
+        ("FIREGATE_FOO", None),
+    ],
+)
+def test_unknown_variable_suggests_the_right_one(
+    monkeypatch: pytest.MonkeyPatch, name: str, suggestion: str | None
+) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    [problem] = info.value.problems
+    if suggestion is None:
+        assert "did you mean FIREGATE" not in problem.reason
+    else:
+        assert problem.key == name
+        assert f"did you mean {suggestion}?" in problem.reason
+
+
+def test_variables_that_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREGATE_OPERATOR", "duty-officer")  # `firegate alarm --operator`'s default
+    assert load_settings(None) == Settings()
+
+
+def test_firegate_reads_no_other_variables() -> None:
+    """Every FIREGATE_* name in firegate's code is a setting or a known exception: any other
+    would be reported as an unknown variable."""
+    root = Path(__file__).resolve().parents[2]
+    files = [p for p in (root / "firegate").rglob("*.py") if p.name != "config.py"]
+    names = set()
+    for path in [*files, root / "Dockerfile", *(root / "config").glob("*.yaml")]:
+        names |= set(re.findall(r"\b(FIREGATE_[A-Z0-9_]*[A-Z0-9])\b(?!\{)", path.read_text(encoding="utf-8")))
+    valid = {"FIREGATE_" + key.upper().replace(".", "__") for key in settings_keys()}
+    valid |= {"FIREGATE_" + key.split(".")[0].upper() for key in settings_keys()}
+    assert names - valid <= NOT_CONFIG_VARS, names - valid
 
 
 def test_error_format_and_hierarchy(tmp_path: Path) -> None:
