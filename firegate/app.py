@@ -148,14 +148,18 @@ class _Readiness:
         return ok, detail if ok else f"nearly full: {detail}"
 
 
-async def _serve(gateway: Gateway, listen: str) -> None:
+async def _serve(gateway: Gateway, settings: Settings) -> None:
     try:
         await gateway.serve()
     except* OSError as errors:
         if gateway.ready.is_set():
             raise
         reason = "; ".join(e.strerror or str(e) for e in errors.exceptions if isinstance(e, OSError))
-        raise StartupError("gb26875.listen", listen, f"cannot listen: {reason}") from errors
+        g = settings.gb26875
+        # the TCP listener binds first: with its port known, it was the UDP one that failed
+        if gateway.port is None:
+            raise StartupError("gb26875.listen", g.listen, f"cannot listen: {reason}") from errors
+        raise StartupError("gb26875.udp_listen", g.udp_listen, f"cannot listen: {reason}") from errors
 
 
 async def _listening(gateway: Gateway, serving: asyncio.Task[None]) -> None:
@@ -306,7 +310,7 @@ async def run(settings: Settings) -> None:
                     gateway = Gateway(options, JetStreamSink(pub), normalizer=normalizer, site_of=site_of)
                     gateways.append(gateway)
                     up.attach_gateway(gateway, spool, settings.bus.spool_max_bytes)
-                    serving = tg.create_task(_serve(gateway, settings.gb26875.listen))
+                    serving = tg.create_task(_serve(gateway, settings))
                     await _listening(gateway, serving)
                     commands = tg.create_task(CommandServer(nc, gateway).run())
                     gateway_tasks.append(tg.create_task(pub.run_replayer(), name="spool replayer"))

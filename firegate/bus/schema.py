@@ -379,9 +379,9 @@ def build_asyncapi() -> dict[str, Any]:
         "title": COMMAND_PREFIX,
         "description": "A command to a device, NATS request/reply (core NATS, not JetStream). Only the "
         "gateway process holding the device's connection subscribes, so a device connected nowhere "
-        "answers at once with NATS' no-responders status. Gateways also ask each other "
-        "`firegate.cmd.{device}.presence` (is the device connected to you?) before reporting a silent "
-        "device offline; only the one holding the connection answers. That is not a device command.",
+        "answers at once with NATS' no-responders status. (Gateways ask each other on "
+        "`firegate.presence.{device}` whether a silent device is connected to another of them before "
+        "reporting it offline; only the one holding the connection answers.)",
         "parameters": {
             "device": {"$ref": "#/components/parameters/device"},
             "action": {"$ref": "#/components/parameters/action"},

@@ -454,6 +454,9 @@ class Lifecycle:
                     subs.append(
                         await self.nc.subscribe(f"{api.PREFIX}.{action}", queue=api.QUEUE, cb=enqueue)
                     )
+                # the body stays in the group: on 3.11 a child failing after the body has ended
+                # leaves this task cancelled for good, and `restarting` could never run it again
+                await asyncio.Event().wait()
         finally:
             for sub in subs:
                 with contextlib.suppress(Exception):

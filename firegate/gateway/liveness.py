@@ -58,6 +58,10 @@ class DeviceTracker:
         else:
             state.last_seen, state.last_seen_at, state.online, state.offline_since = now, wall, True, None
 
+    def is_online(self, device: str) -> bool:
+        state = self.devices.get(device)
+        return state is not None and state.online
+
     def forget(self, device: str) -> None:
         """Another gateway serves the device now: its link state is no longer ours to report."""
         self.devices.pop(device, None)

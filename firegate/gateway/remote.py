@@ -3,8 +3,10 @@
 Each gateway process subscribes for the devices it holds, so a request reaches the process that
 has the device's connection, and a device connected nowhere gets NATS' "no responders" at once.
 
-Gateways behind one load balancer also ask each other, on `firegate.cmd.<device>.presence`,
-whether a device that fell silent on one of them reconnected to another (see `served_elsewhere`).
+Gateways behind one load balancer also ask each other, on `firegate.presence.<device>`, whether
+a device that fell silent on one of them reconnected to another (see `served_elsewhere`). Every
+gateway process subscribes to all of those, apart from the device commands, so an answer never
+waits behind a command that is still retrying.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from firegate.gateway.session import CommandFailed
 log = logging.getLogger("firegate.gateway.remote")
 PREFIX = "firegate.cmd"
 ACTIONS = ("clock_sync", "init", "duty_check", "read")
-PRESENCE = "presence"  # gateway to gateway only
+PRESENCE_PREFIX = "firegate.presence"  # gateway to gateway only
+STALL_BACKOFF = 10.0  # s without presence questions after one went unanswered as a whole
 
 
 def _objects(type_flag: int, specs: list[dict[str, Any]] | None) -> list[InfoObject]:
@@ -60,10 +63,12 @@ class CommandServer:
         self.instance = secrets.token_hex(8)  # tells this process' own presence answers apart
         self.presence_timeout = presence_timeout
         self._subs: dict[str, Subscription] = {}
+        self._stalled_until = 0.0
         gateway.served_elsewhere = self.served_elsewhere
 
     async def run(self) -> None:
         """Follow the gateway's sessions: subscribe when a device appears, drop it when it leaves."""
+        presence = await self.nc.subscribe(f"{PRESENCE_PREFIX}.*", cb=self._presence)
         try:
             while True:
                 stop_if_cancelled()
@@ -74,47 +79,52 @@ class CommandServer:
                     with contextlib.suppress(Exception):
                         await self._subs.pop(device).unsubscribe()
         finally:
-            for sub in self._subs.values():
+            subs, self._subs = [presence, *self._subs.values()], {}
+            for sub in subs:
                 with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+                    async with asyncio.timeout(2.0):
+                        await sub.unsubscribe()
 
     async def served_elsewhere(self, devices: list[str]) -> set[str]:
-        """Those of `devices` another gateway process holds a connection for right now."""
-        for device in devices:
-            # our own subscription of a device whose connection just closed would turn "no
-            # responders" (connected nowhere, known at once) into a wait for the timeout
-            if device in self._subs and not self.gw.holds(device):
-                with contextlib.suppress(Exception):
-                    await self._subs.pop(device).unsubscribe()
-        answers = await asyncio.gather(*(self._held_elsewhere(d) for d in devices))
+        """Those of `devices` another gateway process holds a connection for right now. Bounded
+        by the presence timeout however NATS behaves; raises TimeoutError past it."""
+        loop = asyncio.get_running_loop()
+        if not self.nc.is_connected or loop.time() < self._stalled_until:
+            return set()  # nobody to ask: the caller reports them offline
+        try:
+            async with asyncio.timeout(self.presence_timeout + 0.5):  # a stalled link blocks sends too
+                answers = await asyncio.gather(*(self._held_elsewhere(d) for d in devices))
+        except TimeoutError:
+            # don't hold up every sweep of a link that stopped moving: ask again in a while
+            self._stalled_until = loop.time() + STALL_BACKOFF
+            raise
         return {d for d, held in zip(devices, answers, strict=True) if held}
 
     async def _held_elsewhere(self, device: str) -> bool:
         ask = json.dumps({"asker": self.instance}).encode()
         try:
-            msg = await self.nc.request(f"{PREFIX}.{device}.{PRESENCE}", ask, timeout=self.presence_timeout)
+            msg = await self.nc.request(f"{PRESENCE_PREFIX}.{device}", ask, timeout=self.presence_timeout)
         except (NoRespondersError, TimeoutError):
-            return False  # connected nowhere (or only here, where the session just ended)
+            return False  # no gateway holds it
         with contextlib.suppress(ValueError, AttributeError):
             answer = json.loads(msg.data)
             return bool(answer.get("ok")) and answer.get("gateway") != self.instance
         return False
 
-    async def _presence(self, msg: Msg, device: str) -> None:
-        # silence, not "no": only a process holding the device answers, so the first answer counts
+    async def _presence(self, msg: Msg) -> None:
+        # silence, not "no": only the process serving the device answers, so the first answer counts
+        device = msg.subject.rsplit(".", 1)[-1]
         with contextlib.suppress(ValueError, AttributeError):
             if json.loads(msg.data).get("asker") == self.instance:
                 return
-        if msg.reply and self.gw.holds(device):
-            body = {"ok": True, "device": device, "action": PRESENCE, "gateway": self.instance}
-            await msg.respond(json.dumps(body).encode())
+        if msg.reply and self.gw.serves(device):
+            body = {"ok": True, "device": device, "gateway": self.instance}
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps(body).encode())
 
     async def _handle(self, msg: Msg) -> None:
         parts = msg.subject.split(".")
         device, action = parts[2], parts[3]
-        if action == PRESENCE:
-            await self._presence(msg, device)
-            return
         try:
             args = json.loads(msg.data) if msg.data else {}
             if not isinstance(args, dict):

@@ -256,6 +256,12 @@ class Gateway:
         session = self._rt.by_device.get(device)
         return session is not None and session.transport is not None and not session.transport.is_closing()
 
+    def serves(self, device: str) -> bool:
+        """Held here and known online: this gateway reports the device's link state. (A held
+        device whose online event could not be stored yet is not: its store is failing.)"""
+        state = self.tracker.devices.get(device)
+        return self.holds(device) and state is not None and state.online
+
     @property
     def connections(self) -> int:
         return len(self._rt.sessions)
@@ -389,13 +395,16 @@ class Gateway:
             return offline
         try:
             moved = await self.served_elsewhere([e.device for e in offline])
-        except Exception as e:
+        except Exception as e:  # TimeoutError included
             log.warning("could not ask other gateways about %d silent devices: %r", len(offline), e)
-            return offline
-        for device in moved:
+            moved = set()
+        # the answer took a moment: a device that came back here meanwhile is neither
+        # offline nor moved
+        back = {e.device for e in offline if self.holds(e.device) or self.tracker.is_online(e.device)}
+        for device in moved - back:
             self.tracker.forget(device)
             log.info("device %s moved to another gateway", device, extra={"device": device})
-        return [e for e in offline if e.device not in moved]
+        return [e for e in offline if e.device not in moved and e.device not in back]
 
     async def _daily_clock_sync(self, at: dt_time) -> None:
         """Sync every connected device's clock once a day (GB 50440 keeps clocks within 5 s)."""

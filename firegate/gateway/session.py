@@ -257,7 +257,7 @@ class Session(asyncio.BufferedProtocol):
         retransmission = frame.raw in self._recent
         if retransmission:
             metrics.RETRANSMISSIONS.inc()
-        # a resent frame carries its first sending's time tags: kept out of the clock histograms
+        # a resent frame carries its first sending's header time: kept out of the clock skew
         resent = retransmission or frame.raw in self._unconfirmed
         events: list[Envelope] = []
         states = None
@@ -300,7 +300,7 @@ class Session(asyncio.BufferedProtocol):
                 return
             if states:
                 await self.gw.normalizer.memory.put_many(states)
-            if not resent:
+            if not retransmission:  # first stored now, even if resent: the wait was real
                 stored_at = self.gw.now_local()
                 for event in events:
                     if event.occurred_at is not None and event.kind != "device":

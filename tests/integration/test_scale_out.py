@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client as NATS
 
@@ -22,10 +24,11 @@ IDLE = 1.0  # gb26875.idle_timeout, shortened
 
 
 @contextlib.asynccontextmanager
-async def gateway(nc: NATS) -> AsyncIterator[tuple[Gateway, MemorySink]]:
+async def gateway(nc: NATS, **options: Any) -> AsyncIterator[tuple[Gateway, MemorySink]]:
     sink = MemorySink()
     options = GatewayOptions(
-        host="127.0.0.1", port=0, clock_sync_on_connect=False, idle_timeout=IDLE, sweep_interval=0.1
+        host="127.0.0.1", port=0, clock_sync_on_connect=False, idle_timeout=IDLE, sweep_interval=0.1,
+        **options,
     )
     gw = Gateway(options, sink)
     async with asyncio.TaskGroup() as tg:
@@ -108,3 +111,136 @@ async def test_a_silent_device_still_connected_here_is_offline_despite_its_own_a
         dev = await heartbeats(gw, 503, 0.3)
         await until(lambda: link_events(sink, "503") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
         await dev.close()
+
+
+async def beat(dev: Uitd, seconds: float) -> None:
+    """Heartbeats without waiting for their confirms, so command frames can interleave."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await dev.send(dev.frame())
+        await asyncio.sleep(0.2)
+
+
+async def test_presence_is_answered_while_a_device_command_is_still_running(tmp_path: Path) -> None:
+    # the holding gateway is busy with a read the device is slow to answer (3 s): its answer
+    # about presence must not wait behind it, or the gateway the device left reports it offline
+    async with (
+        running_nats_server(tmp_path / "nats") as server,
+        nats_client(server.url) as nc_a,
+        nats_client(server.url) as nc_b,
+        nats_client(server.url) as operator,
+        gateway(nc_a) as (gw_a, sink_a),
+        gateway(nc_b, confirm_timeout=3.0, retries=0) as (gw_b, sink_b),
+    ):
+        dev = await heartbeats(gw_a, 601, 0.3)
+        await dev.close()
+        dev = await Uitd(601).connect(gw_b.port or 0)
+        beating = asyncio.create_task(beat(dev, IDLE * 4))
+        await until(lambda: gw_b.serves("601"), 5)
+        asking = asyncio.create_task(
+            operator.request("firegate.cmd.601.read", json.dumps({"type": 81}).encode(), timeout=10)
+        )
+        await beating
+        assert link_events(sink_a, "601") == ["DeviceOnline"]
+        assert link_events(sink_b, "601") == ["DeviceOnline"]
+        with contextlib.suppress(Exception):
+            await asking
+        await dev.close()
+
+
+async def test_a_device_back_while_the_gateways_are_asked_is_not_offline(tmp_path: Path) -> None:
+    async with (
+        running_nats_server(tmp_path / "nats") as server,
+        nats_client(server.url) as nc,
+        gateway(nc) as (gw, sink),
+    ):
+        asked, answer = asyncio.Event(), asyncio.Event()
+        real = gw.served_elsewhere
+        assert real is not None
+
+        async def slow(devices: list[str]) -> set[str]:  # the other gateways take their time
+            asked.set()
+            await answer.wait()
+            return await real(devices)
+
+        gw.served_elsewhere = slow
+        dev = await heartbeats(gw, 801, 0.3)
+        await asked.wait()  # silent: the sweep marked it offline and asks around...
+        back = await Uitd(801).connect(gw.port or 0)
+        await back.exchange(back.frame())  # ...while it comes back to this gateway
+        answer.set()
+        await asyncio.sleep(IDLE / 2)
+        assert gw.holds("801") and gw.tracker.is_online("801")
+        assert link_events(sink, "801")[-1] == "DeviceOnline"  # never left "offline" while here
+        await back.close()
+        await dev.close()
+
+
+class StallingProxy:
+    """A loopback TCP proxy to NATS whose client-to-server direction can be stopped: a link that
+    black-holes (no FIN, no RST) while the gateway keeps writing."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stoppable: bool) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if stoppable:
+                        await self.flowing.wait()
+                    dst.write(data)
+                    await dst.drain()
+
+        self.tasks.add(asyncio.create_task(pump(reader, up_writer, True)))
+        self.tasks.add(asyncio.create_task(pump(up_reader, writer, False)))
+
+    async def close(self) -> None:
+        self.flowing.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.server.close()
+
+
+async def test_a_stalled_nats_link_delays_offline_events_by_the_presence_timeout_only(
+    tmp_path: Path,
+) -> None:
+    async with running_nats_server(tmp_path / "nats") as server:
+        proxy = StallingProxy(server.port)
+        port = await proxy.start()
+        try:
+            async with (
+                nats_client(f"nats://127.0.0.1:{port}", ping_interval=60) as nc,
+                gateway(nc) as (gw, sink),
+            ):
+                devices = [await heartbeats(gw, 700 + i, 0.3) for i in range(5)]
+                proxy.flowing.clear()  # the link black-holes; the devices go silent with it
+                filler = asyncio.create_task(fill(nc))  # the gateway keeps writing to NATS
+                began = time.monotonic()
+                await until(lambda: sum(isinstance(e, DeviceOffline) for e in sink.events) == 5, 8)
+                # silent for IDLE, then one presence timeout (1.5 s at most) for the first
+                # sweep; the next ones don't ask a link that stopped moving
+                assert time.monotonic() - began < IDLE + 3
+                filler.cancel()
+                for dev in devices:
+                    await dev.close()
+                proxy.flowing.set()
+        finally:
+            await proxy.close()
+
+
+async def fill(nc: NATS) -> None:
+    with contextlib.suppress(Exception):
+        while True:
+            await nc.publish("junk", b"x" * 500_000)
+            await asyncio.sleep(0)

@@ -67,3 +67,17 @@ async def test_a_stream_bigger_than_the_nats_store_names_bus_max_bytes(tmp_path:
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
     (error,) = [json.loads(line) for line in done.stdout.splitlines() if '"ERROR"' in line]
     assert error["key"] == "bus.max_bytes", error
+
+
+def test_a_udp_port_taken_names_gb26875_udp_listen(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        env = Firegate(tmp_path).env
+        env["FIREGATE_GB26875__UDP_LISTEN"] = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run(
+            [FIREGATE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    (error,) = [json.loads(line) for line in done.stdout.splitlines() if '"ERROR"' in line]
+    assert error["key"] == "gb26875.udp_listen", error
+    assert not nats_servers_under(tmp_path)
