@@ -18,7 +18,7 @@ from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.gateway.sink import MemorySink
 from tests.gateway.client import Uitd
-from tests.natsserver import nats_client, running_nats_server
+from tests.natsserver import nats_client, running_nats_server, wait_until
 
 IDLE = 1.0  # gb26875.idle_timeout, shortened
 
@@ -43,6 +43,21 @@ async def gateway(nc: NATS, **options: Any) -> AsyncIterator[tuple[Gateway, Memo
             await serving
 
 
+@contextlib.asynccontextmanager
+async def two_gateways(
+    tmp_path: Path, **b_options: Any
+) -> AsyncIterator[tuple[Gateway, MemorySink, Gateway, MemorySink, str]]:
+    """Gateways A and B behind one (imagined) load balancer, on one NATS."""
+    async with (
+        running_nats_server(tmp_path / "nats") as server,
+        nats_client(server.url) as nc_a,
+        nats_client(server.url) as nc_b,
+        gateway(nc_a) as (gw_a, sink_a),
+        gateway(nc_b, **b_options) as (gw_b, sink_b),
+    ):
+        yield gw_a, sink_a, gw_b, sink_b, server.url
+
+
 def link_events(sink: MemorySink, device: str) -> list[str]:
     return [type(e).__name__ for e in sink.events if isinstance(e, DeviceOnline | DeviceOffline)
             and e.device == device]
@@ -57,22 +72,8 @@ async def heartbeats(gw: Gateway, address: int, seconds: float) -> Uitd:
     return dev
 
 
-async def until(predicate: object, timeout: float) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_device_that_moved_is_not_reported_offline_by_the_gateway_it_left(tmp_path: Path) -> None:
-    async with (
-        running_nats_server(tmp_path / "nats") as server,
-        nats_client(server.url) as nc_a,
-        nats_client(server.url) as nc_b,
-        gateway(nc_a) as (gw_a, sink_a),
-        gateway(nc_b) as (gw_b, sink_b),
-    ):
+    async with two_gateways(tmp_path) as (gw_a, sink_a, gw_b, sink_b, _):
         dev = await heartbeats(gw_a, 501, 0.3)
         await dev.close()  # the link drops; the balancer sends the reconnect to B
         dev = await heartbeats(gw_b, 501, IDLE * 3)
@@ -80,21 +81,15 @@ async def test_a_device_that_moved_is_not_reported_offline_by_the_gateway_it_lef
         assert "501" not in gw_a.tracker.devices  # B owns the device's link state now
         assert link_events(sink_b, "501") == ["DeviceOnline"]
         await dev.close()  # now it really goes silent: B, which serves it, says so
-        await until(lambda: link_events(sink_b, "501") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
+        await wait_until(lambda: link_events(sink_b, "501") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
         assert link_events(sink_a, "501") == ["DeviceOnline"]
 
 
 async def test_a_device_connected_nowhere_else_is_reported_offline(tmp_path: Path) -> None:
-    async with (
-        running_nats_server(tmp_path / "nats") as server,
-        nats_client(server.url) as nc_a,
-        nats_client(server.url) as nc_b,
-        gateway(nc_a) as (gw_a, sink_a),
-        gateway(nc_b) as (_, sink_b),
-    ):
+    async with two_gateways(tmp_path) as (gw_a, sink_a, _, sink_b, _):
         dev = await heartbeats(gw_a, 502, 0.3)
         await dev.close()
-        await until(lambda: link_events(sink_a, "502") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
+        await wait_until(lambda: link_events(sink_a, "502") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
         assert link_events(sink_b, "502") == []
 
 
@@ -109,7 +104,7 @@ async def test_a_silent_device_still_connected_here_is_offline_despite_its_own_a
         gateway(nc) as (gw, sink),
     ):
         dev = await heartbeats(gw, 503, 0.3)
-        await until(lambda: link_events(sink, "503") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
+        await wait_until(lambda: link_events(sink, "503") == ["DeviceOnline", "DeviceOffline"], IDLE * 5)
         await dev.close()
 
 
@@ -125,18 +120,14 @@ async def test_presence_is_answered_while_a_device_command_is_still_running(tmp_
     # the holding gateway is busy with a read the device is slow to answer (3 s): its answer
     # about presence must not wait behind it, or the gateway the device left reports it offline
     async with (
-        running_nats_server(tmp_path / "nats") as server,
-        nats_client(server.url) as nc_a,
-        nats_client(server.url) as nc_b,
-        nats_client(server.url) as operator,
-        gateway(nc_a) as (gw_a, sink_a),
-        gateway(nc_b, confirm_timeout=3.0, retries=0) as (gw_b, sink_b),
+        two_gateways(tmp_path, confirm_timeout=3.0, retries=0) as (gw_a, sink_a, gw_b, sink_b, url),
+        nats_client(url) as operator,
     ):
         dev = await heartbeats(gw_a, 601, 0.3)
         await dev.close()
         dev = await Uitd(601).connect(gw_b.port or 0)
         beating = asyncio.create_task(beat(dev, IDLE * 4))
-        await until(lambda: gw_b.serves("601"), 5)
+        await wait_until(lambda: gw_b.serves("601"), 5)
         asking = asyncio.create_task(
             operator.request("firegate.cmd.601.read", json.dumps({"type": 81}).encode(), timeout=10)
         )
@@ -227,7 +218,7 @@ async def test_a_stalled_nats_link_delays_offline_events_by_the_presence_timeout
                 proxy.flowing.clear()  # the link black-holes; the devices go silent with it
                 filler = asyncio.create_task(fill(nc))  # the gateway keeps writing to NATS
                 began = time.monotonic()
-                await until(lambda: sum(isinstance(e, DeviceOffline) for e in sink.events) == 5, 8)
+                await wait_until(lambda: sum(isinstance(e, DeviceOffline) for e in sink.events) == 5, 8)
                 # silent for IDLE, then one presence timeout (1.5 s at most) for the first
                 # sweep; the next ones don't ask a link that stopped moving
                 assert time.monotonic() - began < IDLE + 3
