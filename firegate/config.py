@@ -63,6 +63,12 @@ EMBEDDED_HOST = "127.0.0.1"
 # FIREGATE_* variables firegate reads that are not configuration keys; every other
 # FIREGATE_* variable must name a key (a typo is an error, not silently ignored)
 NOT_CONFIG_VARS = frozenset({"FIREGATE_OPERATOR"})  # `firegate alarm --operator`'s default
+# what a container platform sets for a service or a linked container named "firegate": the
+# kubelet's FIREGATE_SERVICE_HOST, FIREGATE_SERVICE_PORT[_NAME], FIREGATE_PORT[_9001_TCP_ADDR...],
+# and Docker links' FIREGATE_NAME and FIREGATE_ENV_*. Not ours, never an error.
+PLATFORM_VARS = re.compile(
+    r"FIREGATE_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?|NAME|ENV_\w+)"
+)
 
 # ---------------------------------------------------------------------------
 # value parsers (public: the CLI and the layers reuse them)
@@ -318,9 +324,21 @@ ALL_KNOWN = Known()
 _rules_deferred: ContextVar[bool] = ContextVar("firegate_rules_deferred", default=False)
 
 
-def _set_alone(model: BaseModel, key: str, other: str) -> bool:
-    """``key`` was set (file or env) and ``other`` left at its default: report the rule on ``key``."""
-    return key in model.model_fields_set and other not in model.model_fields_set
+def _given(model: BaseModel, known: Known, key: str) -> int:
+    """How directly ``key`` (dotted, below ``model``) got its value: 2 from the environment, 1 from
+    the file, 0 a default. A rule between two keys is reported on the more direct one: the one
+    the operator just changed, not its partner from the example file."""
+    if env_var(ENV_PREFIX, (*known.base, *key.split("."))) is not None:
+        return 2
+    *holders, name = key.split(".")
+    for holder in holders:
+        model = getattr(model, holder)
+    return 1 if name in model.model_fields_set else 0
+
+
+def _rather(model: BaseModel, known: Known, key: str, other: str) -> bool:
+    """Report a rule between ``key`` and ``other`` on ``key``?"""
+    return _given(model, known, key) > _given(model, known, other)
 
 
 def _tls_files(ca: Path | None, cert: Path | None, key: Path | None, known: Known) -> list[Problem]:
@@ -467,7 +485,7 @@ class _Delivery(_Section):
     def _problems(self, known: Known) -> list[Problem]:
         problems = super()._problems(known)
         if known("backoff_initial", "backoff_max") and self.backoff_max < self.backoff_initial:
-            if _set_alone(self, "backoff_initial", "backoff_max"):
+            if _rather(self, known, "backoff_initial", "backoff_max"):
                 why = f"must not exceed backoff_max ({self.backoff_max:g} s)"
                 problems.append(("backoff_initial", why, self.backoff_initial))
             else:
@@ -489,7 +507,7 @@ class _Client(_Delivery):
         problems += _tls_files(self.tls_ca, self.tls_cert, self.tls_key, known)
         # the server redelivers a message held past ack_wait: an attempt must end before that
         if known("timeout", "ack_wait") and self.timeout >= self.ack_wait:
-            if _set_alone(self, "ack_wait", "timeout"):
+            if _rather(self, known, "ack_wait", "timeout"):
                 why = f"must be above timeout ({self.timeout:g} s), or events are redelivered mid-attempt"
                 problems.append(("ack_wait", why, self.ack_wait))
             else:
@@ -662,15 +680,14 @@ class Settings(BaseSettings):
         if embedded and known("bus.max_bytes", "nats.embedded_max_file"):
             max_bytes, max_file = self.bus.max_bytes, self.nats.embedded_max_file
             if max_bytes > max_file:
-                nats_only = "embedded_max_file" in self.nats.model_fields_set
-                if nats_only and "max_bytes" not in self.bus.model_fields_set:
+                if _rather(self, known, "nats.embedded_max_file", "bus.max_bytes"):
                     why = f"must be at least bus.max_bytes ({max_bytes} bytes): the embedded server stores it"
                     problems.append(("nats.embedded_max_file", why, max_file))
                 else:
                     why = f"exceeds nats.embedded_max_file ({max_file} bytes)"
                     problems.append(("bus.max_bytes", why, max_bytes))
         if known("alarms.catch_up", "alarms.retention") and self.alarms.catch_up > self.alarms.retention:
-            if _set_alone(self.alarms, "retention", "catch_up"):
+            if _rather(self, known, "alarms.retention", "alarms.catch_up"):
                 why = f"must be at least alarms.catch_up ({self.alarms.catch_up:g} s)"
                 problems.append(("alarms.retention", why, self.alarms.retention))
             else:
@@ -680,23 +697,19 @@ class Settings(BaseSettings):
         return problems
 
 
-# key, host, port, the value as written, set by the operator (file or env) rather than a default
-_Bind = tuple[str, str, int, str, bool]
+# key, host, port, the value as written, how directly it was given (see _given)
+_Bind = tuple[str, str, int, str, int]
 
 
 def _port_clashes(s: Settings, known: Known, embedded: bool | None) -> list[Problem]:
     binds: list[_Bind] = []
     if embedded and known("nats.embedded_port"):
         port = s.nats.embedded_port
-        user = "embedded_port" in s.nats.model_fields_set
-        binds.append(("nats.embedded_port", EMBEDDED_HOST, port, f"{EMBEDDED_HOST}:{port}", user))
-    listeners = (
-        ("gb26875.listen", s.gb26875.listen, "listen" in s.gb26875.model_fields_set),
-        ("http.listen", s.http.listen, "listen" in s.http.model_fields_set),
-    )
-    for key, listen, user in listeners:
+        given = _given(s, known, "nats.embedded_port")
+        binds.append(("nats.embedded_port", EMBEDDED_HOST, port, f"{EMBEDDED_HOST}:{port}", given))
+    for key, listen in (("gb26875.listen", s.gb26875.listen), ("http.listen", s.http.listen)):
         if known(key):
-            binds.append((key, *parse_host_port(listen), listen, user))
+            binds.append((key, *parse_host_port(listen), listen, _given(s, known, key)))
     wildcard = {"0.0.0.0", "::"}
     out: list[Problem] = []
     for i, later in enumerate(binds):
@@ -704,8 +717,8 @@ def _port_clashes(s: Settings, known: Known, embedded: bool | None) -> list[Prob
             (_, host, port, _, _), (_, ohost, oport, _, _) = later, earlier
             if port != oport or not (host == ohost or host in wildcard or ohost in wildcard):
                 continue
-            # name the key the operator set (the later one if both were), and the one it meets
-            mine, other = (earlier, later) if earlier[4] and not later[4] else (later, earlier)
+            # name the key the operator gave most directly (the later one on a tie), and the other
+            mine, other = (earlier, later) if earlier[4] > later[4] else (later, earlier)
             how = "" if other[4] else "default "
             why = f"TCP port {port} is already used by {other[0]} ({how}{other[3]}): give one of them another"
             value: object = s.nats.embedded_port if mine[0] == "nats.embedded_port" else mine[3]
@@ -830,7 +843,7 @@ def _check_environment() -> tuple[list[ConfigProblem], frozenset[str]]:
     skip: set[str] = set()
     for var, value in sorted(os.environ.items()):
         upper = var.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in NOT_CONFIG_VARS:
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_CONFIG_VARS or PLATFORM_VARS.fullmatch(upper):
             continue
         target = names.get(upper)
         if target is None:

@@ -301,6 +301,47 @@ def test_topic_prefix_problems_in_words(tmp_path: Path, prefix: str, words: str)
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "FIREGATE_SERVICE_HOST",  # Kubernetes, for a Service named firegate
+        "FIREGATE_SERVICE_PORT",
+        "FIREGATE_SERVICE_PORT_UITD",
+        "FIREGATE_PORT",
+        "FIREGATE_PORT_9001_TCP",
+        "FIREGATE_PORT_9001_TCP_ADDR",
+        "FIREGATE_NAME",  # Docker links
+        "FIREGATE_ENV_TZ",
+    ],
+)
+def test_a_container_platforms_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "tcp://10.0.0.5:9001")
+    assert load_settings(None).gb26875.listen == "0.0.0.0:9001"
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "firegate.example.yaml"
+
+# (variable set over the example file, the key the rule must be reported on)
+OVER_THE_EXAMPLE = [
+    ("FIREGATE_DISPATCH119__ACK_WAIT", "3", "dispatch119.ack_wait"),
+    ("FIREGATE_NATS__EMBEDDED_MAX_FILE", "1G", "nats.embedded_max_file"),
+    ("FIREGATE_ALARMS__RETENTION", "60", "alarms.retention"),
+    ("FIREGATE_NATS__EMBEDDED_PORT", "9001", "nats.embedded_port"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "key"), OVER_THE_EXAMPLE)
+def test_a_rule_broken_from_the_environment_names_that_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, key: str
+) -> None:
+    # the example file sets both keys of each rule; the operator changed one of them
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(str(EXAMPLE))
+    [problem] = info.value.problems
+    assert (problem.key, problem.where) == (key, f"env {variable}")
+
+
+@pytest.mark.parametrize(
     ("name", "suggestion"),
     [
         ("FIREGATE_NATS_URL", "FIREGATE_NATS__URL"),
