@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
@@ -32,7 +32,7 @@ from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
 from firegate.forwarders.store import AlarmStore
 from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
-from firegate.ops.http import HealthServer
+from firegate.ops.http import Check, HealthServer
 from firegate.ops.limits import raise_nofile_limit
 from firegate.sites import LiveSites
 
@@ -172,9 +172,6 @@ async def _listening(gateway: Gateway, serving: asyncio.Task[None]) -> None:
         bound.cancel()
 
 
-Check = Callable[[], tuple[bool, str]]
-
-
 class _LateChecks:
     """Readiness checks registered before /readyz answers, bound to their service once it exists."""
 
@@ -199,11 +196,11 @@ def _stream_refused(error: StreamConfigError, stream: StreamSettings) -> Startup
     return StartupError("bus.stream", stream.name, str(error))
 
 
-def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Callable[[], tuple[bool, str]]:
+def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Check:
     return lambda: (event.is_set(), ok if event.is_set() else not_ok)
 
 
-def _couriers_check(couriers: list[Courier]) -> Callable[[], tuple[bool, str]]:
+def _couriers_check(couriers: list[Courier]) -> Check:
     def check() -> tuple[bool, str]:
         up = sum(c.ready.is_set() for c in couriers)
         return up == len(couriers), f"{up}/{len(couriers)} consumers open"

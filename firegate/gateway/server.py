@@ -259,8 +259,7 @@ class Gateway:
     def serves(self, device: str) -> bool:
         """Held here and known online: this gateway reports the device's link state. (A held
         device whose online event could not be stored yet is not: its store is failing.)"""
-        state = self.tracker.devices.get(device)
-        return self.holds(device) and state is not None and state.online
+        return self.holds(device) and self.tracker.is_online(device)
 
     @property
     def connections(self) -> int:

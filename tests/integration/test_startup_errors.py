@@ -9,6 +9,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,22 @@ def taken_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
+def failed_start(workdir: Path, **variables: str) -> dict[str, Any]:
+    """Run `firegate run` with these variables; it must stop at once, as promised above. Returns
+    its one ERROR line."""
+    env = {**Firegate(workdir).env, "FIREGATE_NATS__CONNECT_TIMEOUT": "1", **variables}
+    done = subprocess.run(
+        [FIREGATE, "run"], cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]  # all JSON
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert error["msg"].startswith(f"cannot start: {error['key']}: ")
+    assert not nats_servers_under(workdir)
+    return error
+
+
 @pytest.mark.parametrize(
     ("key", "variable", "value"),
     [
@@ -41,43 +58,22 @@ def test_a_start_that_fails_names_the_setting(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    env = Firegate(tmp_path).env
-    env[variable] = value.format(taken=taken_port, free=free_port(), file=blocker)
-    env["FIREGATE_NATS__CONNECT_TIMEOUT"] = "1"
-    done = subprocess.run(
-        [FIREGATE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Traceback" not in done.stdout + done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]  # all JSON
-    (error,) = [line for line in lines if line["level"] == "ERROR"]
-    assert error["key"] == key and error["msg"].startswith(f"cannot start: {key}: ")
-    assert not nats_servers_under(tmp_path)
+    value = value.format(taken=taken_port, free=free_port(), file=blocker)
+    assert failed_start(tmp_path, **{variable: value})["key"] == key
 
 
 async def test_a_stream_bigger_than_the_nats_store_names_bus_max_bytes(tmp_path: Path) -> None:
+    workdir = tmp_path / "firegate"  # apart from the test's own server, which must stay up
+    workdir.mkdir()
     async with running_nats_server(tmp_path / "nats") as server:  # a 1 GB store
-        env = Firegate(tmp_path).env
-        env["FIREGATE_NATS__URL"] = server.url
-        env["FIREGATE_BUS__MAX_BYTES"] = "50G"
-        done = await asyncio.to_thread(
-            subprocess.run, [FIREGATE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=60, check=False,
+        error = await asyncio.to_thread(
+            failed_start, workdir, FIREGATE_NATS__URL=server.url, FIREGATE_BUS__MAX_BYTES="50G"
         )
-    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
-    (error,) = [json.loads(line) for line in done.stdout.splitlines() if '"ERROR"' in line]
     assert error["key"] == "bus.max_bytes", error
 
 
 def test_a_udp_port_taken_names_gb26875_udp_listen(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        env = Firegate(tmp_path).env
-        env["FIREGATE_GB26875__UDP_LISTEN"] = f"127.0.0.1:{taken.getsockname()[1]}"
-        done = subprocess.run(
-            [FIREGATE, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
-        )
-    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
-    (error,) = [json.loads(line) for line in done.stdout.splitlines() if '"ERROR"' in line]
+        error = failed_start(tmp_path, FIREGATE_GB26875__UDP_LISTEN=f"127.0.0.1:{taken.getsockname()[1]}")
     assert error["key"] == "gb26875.udp_listen", error
-    assert not nats_servers_under(tmp_path)
