@@ -8,6 +8,8 @@ its own process, and drives it with firegate's simulator from this one, over loo
   * 10,000 devices at --rate frames/s (the simulator's mix; every device also heartbeats every
     30 s): p50/p99 frame-to-confirm, and gateway RSS per connection (peak over the run, minus the
     idle process before it, over the devices);
+  * 2,000 devices at 400 frames/s for at least 20 s (normal hours): p50/p99/max, where an
+    event-loop stall shows;
   * 1,000 devices at --rate frames/s: p50/p99;
   * 1,000 connections in a closed loop (next frame on each confirm): sustained confirmed frames/s
     through decode, normalization, JetStream (stored; fsync'd unless --no-sync) and confirm, and
@@ -26,74 +28,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import cpu_seconds, free_port, rss_bytes, stop, wait_port
+from _common import start_firegate as launch_firegate
+
 from firegate.sim import run_load
-
-FIREGATE = str(Path(sys.executable).with_name("firegate"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def start_firegate(workdir: Path, sync: bool) -> tuple[subprocess.Popen[bytes], int]:
-    gb, http, nats = free_port(), free_port(), free_port()
-    env = dict(
-        os.environ,
-        FIREGATE_GB26875__LISTEN=f"127.0.0.1:{gb}",
-        FIREGATE_HTTP__LISTEN=f"127.0.0.1:{http}",
-        FIREGATE_NATS__EMBEDDED_PORT=str(nats),
-        FIREGATE_DATA_DIR=str(workdir / "data"),
+    proc, gb, _ = launch_firegate(
+        workdir,
         FIREGATE_GB26875__CLOCK_SYNC_ON_CONNECT="false",
         FIREGATE_GB26875__PATROL_INTERVAL="0",
         FIREGATE_GB26875__RATE_LIMIT_PER_DEVICE="1000",
         FIREGATE_GB26875__RATE_BURST="1000",
-        FIREGATE_LOG__LEVEL="WARNING",
         FIREGATE_NATS__EMBEDDED_SYNC=str(sync).lower(),
     )
-    log = open(workdir / "firegate.log", "wb")  # noqa: SIM115 - the child writes it
-    proc = subprocess.Popen(
-        [FIREGATE, "run"], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=1),
-        ):
-            return proc, gb
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise SystemExit("firegate did not become ready: " + (workdir / "firegate.log").read_text()[-1500:])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return proc, gb
 
 
 async def scenario(port: int, pid: int, devices: int, rate: float, duration: float) -> dict[str, float]:
@@ -223,6 +185,10 @@ async def main() -> None:
         try:
             if not args.quick:
                 results["devices_10000"] = await scenario(port, proc.pid, 10_000, args.rate, args.duration)
+                # normal hours: a center's everyday load, where a stall shows as a high max
+                results["devices_2000_normal_hours"] = await scenario(
+                    port, proc.pid, 2_000, 400, max(args.duration, 20.0)
+                )
             results["devices_1000"] = await scenario(port, proc.pid, 1_000, args.rate, args.duration)
             loop = await closed_loop(port, proc.pid, 1_000, args.duration)
             results["devices_1000_closed_loop"] = loop
@@ -245,29 +211,13 @@ async def main() -> None:
     print(json.dumps(results))
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def start_baseline() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--baseline-server", str(port)], start_new_session=True
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return proc, port
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    stop(proc)
-    raise SystemExit("the baseline server did not start")
+    wait_port(port, proc, "the baseline server")
+    return proc, port
 
 
 async def baseline_server(port: int) -> None:

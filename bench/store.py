@@ -39,7 +39,7 @@ from nats.aio.client import Client as NATS
 
 from firegate.bus.events import Envelope
 from firegate.bus.jetstream import StreamSettings, connect, ensure_stream
-from firegate.bus.normalize import MemoryStatusMemory, Normalizer
+from firegate.bus.kvmemory import MemoryStatusMemory
 from firegate.bus.publisher import Publisher, PublisherSettings, PublishOutcome, Record
 from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.spool import Spool
@@ -52,6 +52,7 @@ from firegate.codecs.gb26875 import (
     parse_frame,
 )
 from firegate.codecs.gb26875.tables import FAULT_BIT, NORMAL_BIT
+from firegate.ingest.normalize import Normalizer
 from firegate.sim import payloads
 from firegate.sim.load import DEFAULT_MIX
 
@@ -139,7 +140,7 @@ async def normalize(norm: Normalizer, raw: bytes) -> list[Envelope]:
     frame = parse_frame(raw)
     unit = decode_data_unit(frame.data)
     assert unit is not None
-    out = await norm.normalize(str(frame.source), frame, unit)
+    out = await norm.normalize(str(frame.source), unit, frame_time=frame.time.value, raw=frame.raw)
     await norm.memory.put_many(out.states)  # the gateway commits once the events are stored
     return out.events
 

@@ -15,14 +15,13 @@ from firegate.aio import cancel_and_wait
 from firegate.bus.errors import NatsConnectError, NatsServerError, StreamConfigError
 from firegate.bus.jetstream import StreamSettings, connect, connect_options, ensure_kv, ensure_stream
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
-from firegate.bus.normalize import Normalizer
 from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
 from firegate.config import ROLES, Settings, parse_host_port
 from firegate.errors import StartupError
-from firegate.forwarders.courier import Courier, ensure_dead_letter_stream
+from firegate.forwarders.courier import Courier, couriers_readiness, ensure_dead_letter_stream
 from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
 from firegate.forwarders.faults import FaultTracker
 from firegate.forwarders.incident import Policy
@@ -30,8 +29,11 @@ from firegate.forwarders.lifecycle import Lifecycle, site_info_lookup
 from firegate.forwarders.routes import dispatch_couriers, fault_couriers
 from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
 from firegate.forwarders.store import AlarmStore
+from firegate.forwarders.supervise import restarting
 from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
+from firegate.ingest import Ingest
+from firegate.ingest.normalize import Normalizer
 from firegate.ops.http import Check, HealthServer
 from firegate.ops.limits import raise_nofile_limit
 from firegate.sites import LiveSites
@@ -201,11 +203,7 @@ def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Check:
 
 
 def _couriers_check(couriers: list[Courier]) -> Check:
-    def check() -> tuple[bool, str]:
-        up = sum(c.ready.is_set() for c in couriers)
-        return up == len(couriers), f"{up}/{len(couriers)} consumers open"
-
-    return check
+    return lambda: couriers_readiness(couriers)
 
 
 def _policy(settings: Settings) -> Policy:
@@ -294,17 +292,26 @@ async def run(settings: Settings) -> None:
                 gateway_tasks: list[asyncio.Task[object]] = []
                 commands: asyncio.Task[None] | None = None
                 if "gateway" in roles:
-                    kv = await ensure_kv(js, BUCKET, replicas=replicas)
+                    kv = await ensure_kv(js, BUCKET, replicas=replicas, allow_atomic=True)
                     spool = await Spool.open(data_dir / "spool", max_bytes=settings.bus.spool_max_bytes)
                     stack.push_async_callback(spool.close)
                     pub = await stack.enter_async_context(
-                        Publisher(nc, spool, PublisherSettings(retry_for=settings.bus.publish_retry))
+                        Publisher(
+                            nc,
+                            spool,
+                            PublisherSettings(
+                                retry_for=settings.bus.publish_retry,
+                                dedupe_window=settings.bus.duplicate_window,
+                            ),
+                        )
                     )
                     memory = KvStatusMemory(kv, lambda: nc.is_connected)
                     normalizer = Normalizer(memory, site_of=site_of, location_of=location_of)
+                    ingest = Ingest(JetStreamSink(pub), normalizer)
+                    ingesting = tg.create_task(ingest.run(), name="ingest")
                     options = gateway_options(settings)
                     options.known_devices = registered()
-                    gateway = Gateway(options, JetStreamSink(pub), normalizer=normalizer, site_of=site_of)
+                    gateway = Gateway(options, ingest, site_of=site_of)
                     gateways.append(gateway)
                     up.attach_gateway(gateway, spool, settings.bus.spool_max_bytes)
                     serving = tg.create_task(_serve(gateway, settings))
@@ -312,6 +319,9 @@ async def run(settings: Settings) -> None:
                     commands = tg.create_task(CommandServer(nc, gateway).run())
                     gateway_tasks.append(tg.create_task(pub.run_replayer(), name="spool replayer"))
                     gateway_tasks.append(tg.create_task(memory.run_flusher(), name="status flusher"))
+                    mirror = restarting("status memory mirror", memory.run_mirror)
+                    gateway_tasks.append(tg.create_task(mirror, name="status mirror"))
+                    gateway_tasks.append(ingesting)
                 if "lifecycle" in roles:
                     alarms_kv = await ensure_kv(js, ALARMS_BUCKET, replicas=replicas)
                     lifecycle = Lifecycle(

@@ -170,15 +170,23 @@ def _fault(args: argparse.Namespace) -> int:
     rows = rows if isinstance(rows, list) else []
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
-    elif not rows:
-        print("no open faults")
-    for r in rows if not args.json else []:
-        hours = float(r.get("open_s") or 0) / 3600
-        print(
-            f"{str(r.get('raised_at'))[:19].replace('T', ' ')}  {hours:7.1f} h  {r.get('site')}  "
-            f"{r.get('device')}  {r.get('condition_zh') or r.get('condition')}  {r.get('location') or ''}"
-        )
+    else:
+        _print_faults(rows)
     return 0
+
+
+def _print_faults(rows: list[Any]) -> None:
+    if not rows:
+        print("no open faults")
+        return
+    print(f"{'RAISED (UTC)':<20} {'OPEN (h)':>8}  {'SITE':<14} {'DEVICE':<12} {'CONDITION':<16} LOCATION")
+    for r in rows:
+        raised = str(r.get("raised_at") or "")[:19].replace("T", " ")
+        hours = float(r.get("open_s") or 0) / 3600
+        condition = str(r.get("condition_zh") or r.get("condition") or "")[:16]
+        site, device = str(r.get("site") or "")[:14], str(r.get("device") or "")[:12]
+        location = r.get("location") or ""
+        print(f"{raised:<20} {hours:>8.1f}  {site:<14} {device:<12} {condition:<16} {location}")
 
 
 def _deadletter(args: argparse.Namespace) -> int:
@@ -241,7 +249,9 @@ def _deadletter(args: argparse.Namespace) -> int:
 def _unreachable(error: Exception) -> None:
     sys.stderr.write(
         f"firegate: cannot reach the running system over NATS: {error}\n"
-        "  (its address comes from --config FILE or FIREGATE_NATS__URL)\n"
+        "  (its address: nats.url of --config FILE, else FIREGATE_NATS__URL; without a URL the embedded\n"
+        "  server on 127.0.0.1 at nats.embedded_port of --config FILE, else FIREGATE_NATS__EMBEDDED_PORT,\n"
+        "  default 4223)\n"
     )
 
 
@@ -424,8 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = cfg_sub.add_parser("check", help="validate a configuration file")
-    check.add_argument("file")
+    check = cfg_sub.add_parser(
+        "check", help="validate a configuration file (without FILE: the defaults and FIREGATE_* variables)"
+    )
+    check.add_argument("file", nargs="?", help="the YAML file `firegate run --config` would read")
     check.set_defaults(func=_config_check)
     return parser
 

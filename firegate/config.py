@@ -969,8 +969,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return settings
 
 
-def config_check(path: str | Path) -> int:
-    """`firegate config check FILE`: 0 and "ok", or 1 and one line per problem on stderr."""
+def config_check(path: str | Path | None = None) -> int:
+    """`firegate config check [FILE]`: 0 and "ok", or 1 and one line per problem on stderr.
+    Without FILE, what `firegate run` without --config uses: the defaults and the environment."""
     try:
         settings, known, located_problems = _load(path)
         problems = in_file_order(located_problems).problems
@@ -982,7 +983,8 @@ def config_check(path: str | Path) -> int:
             except ConfigError as e:
                 problems += e.problems
     except Exception as e:  # the contract is "never a traceback", even for our own bugs
-        print(f"{path}: cannot check the configuration: {type(e).__name__}: {e}", file=sys.stderr)
+        what = path if path is not None else "defaults and environment"
+        print(f"{what}: cannot check the configuration: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if problems:
         for problem in problems:

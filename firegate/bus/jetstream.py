@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
+# JetStream atomic batch publishing (ADR-50): stored all or nothing, and on a single-node file
+# stream the whole batch costs one fsync instead of one per message (group commit).
+BATCH_ID_HEADER: Final = "Nats-Batch-Id"
+BATCH_SEQUENCE_HEADER: Final = "Nats-Batch-Sequence"
+BATCH_COMMIT_HEADER: Final = "Nats-Batch-Commit"
+MAX_BATCH: Final = 1000  # the server's default limit of messages per atomic batch
+_ERR_BATCH_DUPLICATE: Final = 10201  # a msg id in the batch is already stored: nothing was stored
 PENDING_SIZE: Final = DEFAULT_PENDING_SIZE  # nats-py's outgoing buffer, as connect() sets it
 # nats-py's publish only awaits something (a forced flush) once that buffer is
 # past its size; well below it, it appends and returns, so the timeout each
@@ -212,6 +219,7 @@ class StreamSettings:
     max_age: float = 400 * 86400.0  # the standard asks for a year of records
     max_bytes: int = -1  # -1: bounded by the server's max_file (discard old when reached)
     num_replicas: int = 1
+    allow_atomic: bool = True  # batches are firegate's group commit (AckMux.send_batch)
 
     def __post_init__(self) -> None:
         if not self.subjects:
@@ -246,6 +254,7 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings = StreamS
             max_age=settings.max_age,
             max_bytes=settings.max_bytes,
             num_replicas=settings.num_replicas,
+            allow_atomic=settings.allow_atomic or None,
         )
         try:
             created = await js.add_stream(config)
@@ -272,6 +281,8 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings = StreamS
         "max_bytes": settings.max_bytes,
         "num_replicas": settings.num_replicas,
     }
+    if settings.allow_atomic and not current.allow_atomic:
+        wanted["allow_atomic"] = True  # an older deployment's stream: batches need it
     changes = {
         k: v
         for k, v in wanted.items()
@@ -302,8 +313,10 @@ async def ensure_kv(
     replicas: int = 1,
     history: int = 1,
     ttl: float | None = None,
+    allow_atomic: bool = False,
 ) -> KeyValue:
-    """Open a file-backed KV bucket, creating it or updating its replicas/history."""
+    """Open a file-backed KV bucket, creating it or updating its replicas/history (and letting it
+    take atomic batches, for writers that group their writes)."""
     if not 1 <= replicas <= 5:
         raise StreamConfigError(f"KV_{bucket}", f"replicas must be 1..5, got {replicas}")
     if not 1 <= history <= 64:
@@ -312,13 +325,15 @@ async def ensure_kv(
         kv = await js.key_value(bucket)
     except nats.js.errors.BucketNotFoundError:
         try:
-            return await js.create_key_value(
+            kv = await js.create_key_value(
                 KeyValueConfig(
                     bucket=bucket, history=history, replicas=replicas, ttl=ttl, storage=StorageType.FILE
                 )
             )
         except nats.js.errors.APIError as e:
             raise StreamConfigError(f"KV_{bucket}", f"cannot create: {e.description}") from e
+        if not allow_atomic:
+            return kv
     stream = f"KV_{bucket}"
     current = (await js.stream_info(stream)).config
     changes: dict[str, Any] = {}
@@ -326,6 +341,8 @@ async def ensure_kv(
         changes["num_replicas"] = replicas
     if current.max_msgs_per_subject != history:
         changes["max_msgs_per_subject"] = history
+    if allow_atomic and not current.allow_atomic:
+        changes["allow_atomic"] = True
     if changes:
         try:
             await js.update_stream(current.evolve(**changes))
@@ -342,6 +359,7 @@ class PubAck(NamedTuple):
     stream: str
     seq: int
     duplicate: bool
+    messages: int = 1  # messages the ack covers (a committed batch: all of them)
 
 
 class _Pending:
@@ -371,6 +389,8 @@ class AckMux:
         self._pending: dict[str, _Pending] = {}
         self._next = 0
         self._sub: Subscription | None = None
+        self._batch_prefix = nc.new_inbox().rsplit(".", 1)[-1][:16]
+        self.last_ack = 0.0  # loop time of the last successful ack: is JetStream answering?
 
     @property
     def pending(self) -> int:
@@ -436,6 +456,57 @@ class AckMux:
             raise
         return future
 
+    async def send_batch(
+        self, items: Sequence[tuple[str, bytes, str]], ack_timeout: float
+    ) -> asyncio.Future[PubAck]:
+        """Publish (subject, payload, msg id) items as one atomic batch; the future completes
+        with the commit's ack (all stored) or a PublishError (none stored). A batch holding a msg
+        id already stored is refused whole: reason ``batch_duplicate`` (send those one by one)."""
+        if not 0 < len(items) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1..{MAX_BATCH} messages, got {len(items)}")
+        nc = self._nc
+        subject, _, last_id = items[-1]
+        if self._sub is None:
+            raise PublishError(subject, last_id, "closed", retryable=True)
+        if not nc.is_connected:
+            raise PublishError(subject, last_id, "disconnected", retryable=True)
+        loop = asyncio.get_running_loop()
+        self._next += 1
+        token = format(self._next, "x")
+        batch_id = f"{self._batch_prefix}{token}"
+        future: asyncio.Future[PubAck] = loop.create_future()
+        timer = loop.call_later(ack_timeout, self._fail, token, "timeout", True)
+        self._pending[token] = _Pending(future, subject, last_id, timer)
+        last = len(items)
+        try:
+            async with asyncio.timeout(ack_timeout):  # a forced flush may wait: bound it
+                for n, (subj, payload, msg_id) in enumerate(items, 1):
+                    headers = {
+                        MSG_ID_HEADER: msg_id,
+                        BATCH_ID_HEADER: batch_id,
+                        BATCH_SEQUENCE_HEADER: str(n),
+                    }
+                    if n == last:
+                        headers[BATCH_COMMIT_HEADER] = "1"
+                        await nc.publish(subj, payload, reply=self._prefix + token, headers=headers)
+                    else:
+                        await nc.publish(subj, payload, headers=headers)
+        except BaseException as e:
+            pending = self._pending.pop(token, None)
+            if pending is not None:
+                pending.timer.cancel()
+            future.cancel()
+            if isinstance(e, nats.errors.MaxPayloadError):
+                raise PublishError(subject, last_id, "too_large", retryable=False) from e
+            if isinstance(e, nats.errors.BadSubjectError):
+                raise PublishError(subject, last_id, "bad_subject", retryable=False) from e
+            if isinstance(e, TimeoutError):
+                raise PublishError(subject, last_id, "timeout", retryable=True, detail="send stalled") from e
+            if isinstance(e, (nats.errors.Error, OSError)):
+                raise PublishError(subject, last_id, "disconnected", retryable=True, detail=repr(e)) from e
+            raise
+        return future
+
     def _fail(self, token: str, reason: str, retryable: bool, detail: str = "") -> None:
         pending = self._pending.pop(token, None)
         if pending is None:
@@ -458,6 +529,14 @@ class AckMux:
             self._fail(token, "api_error", True, f"unreadable ack {msg.data[:80]!r}")
             return
         if error:
+            if error.get("err_code") == _ERR_BATCH_DUPLICATE or "atomic publish" in str(
+                error.get("description", "")
+            ):
+                # nothing of the batch was stored; its records can still go one by one
+                self._fail(
+                    token, "batch_refused", True, f"{error.get('err_code')} {error.get('description')}"
+                )
+                return
             # Every API error is retried: in a cluster most are transient
             # (no leader, stream offline), and the spool keeps what is not.
             self._fail(
@@ -471,7 +550,13 @@ class AckMux:
         if pending is None:
             return
         pending.timer.cancel()
+        self.last_ack = asyncio.get_running_loop().time()
         if not pending.future.done():
             pending.future.set_result(
-                PubAck(resp.get("stream", ""), resp.get("seq", 0), bool(resp.get("duplicate", False)))
+                PubAck(
+                    resp.get("stream", ""),
+                    resp.get("seq", 0),
+                    bool(resp.get("duplicate", False)),
+                    int(resp.get("count", 1)),
+                )
             )

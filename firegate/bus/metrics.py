@@ -12,7 +12,8 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 PUBLISH_RESULTS: Final = ("stored", "duplicate", "spooled", "refused", "failed")
-RETRY_REASONS: Final = ("timeout", "no_responders", "disconnected", "api_error", "closed")
+RETRY_REASONS: Final = ("timeout", "no_responders", "disconnected", "api_error", "closed", "batch_refused")
+BATCH_RESULTS: Final = ("stored", "refused")
 REFUSE_REASONS: Final = ("full", "io_error")
 PRIORITIES: Final = ("fire", "other")
 
@@ -28,6 +29,29 @@ publish_latency: Final = Histogram(
     "firegate_publish_latency_seconds",
     "Time from publish() to a durable outcome (JetStream ack or spool fsync).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+_batches_total = Counter(
+    "firegate_publish_batches_total",
+    "Atomic batches sent to JetStream (one synchronous write each), by result (refused: the "
+    "server had one of its msg ids, a resend; its records then went one by one).",
+    ["result"],
+)
+batch_result: Final = {r: _batches_total.labels(result=r) for r in BATCH_RESULTS}
+
+_store_writes_total = Counter(
+    "firegate_store_writes_total",
+    "Synchronous writes firegate asked of JetStream (each fsync'd on a single node, a quorum "
+    "round on a cluster), by store: stream (events: one per atomic batch, one per event sent "
+    "alone) and status (the status memory: one per batch of point states, one per state alone).",
+    ["store"],
+)
+store_writes: Final = {s: _store_writes_total.labels(store=s) for s in ("stream", "status")}
+
+batch_size: Final = Histogram(
+    "firegate_publish_batch_size_events",
+    "Events per stored atomic batch (the group commit: events per synchronous write).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 
 _publish_retries_total = Counter(

@@ -13,6 +13,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,7 +24,7 @@ from nats.aio.client import Client as NATS
 from firegate.aio import stop_if_cancelled
 from firegate.bus import metrics
 from firegate.bus.errors import BusError, PublishError, SpoolFullError
-from firegate.bus.jetstream import AckMux, PubAck
+from firegate.bus.jetstream import MAX_BATCH, AckMux, PubAck
 from firegate.bus.spool import Record, Spool, SpoolBatch
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class PublisherSettings:
     replay_batch: int = 256  # records per pipelined replay round
     replay_backoff_max: float = 5.0
     replay_poll: float = 0.25  # how often a waiting replayer looks whether NATS is back
+    dedupe_window: float = 120.0  # how long a stored msg id is known here (the stream's window)
+    dedupe_max: int = 200_000  # ... and how many at most
 
     def __post_init__(self) -> None:
         for name in (
@@ -55,6 +58,7 @@ class PublisherSettings:
             "backoff_max",
             "replay_backoff_max",
             "replay_poll",
+            "dedupe_window",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -63,6 +67,9 @@ class PublisherSettings:
 
 
 _MIN_ATTEMPT = 0.05  # the last attempt before the deadline still gets this long
+_SLOW_GRACE = 3.0  # while JetStream answers, retry up to this many times retry_for before spooling
+_SPLIT_BELOW = 4  # a refused batch is halved down to this many records, then sent one by one
+_KNOWN = PubAck("", 0, duplicate=True)  # stored by this publisher within the dedupe window
 
 
 class Publisher:
@@ -77,6 +84,9 @@ class Publisher:
         self._spool = spool
         self.settings = settings or PublisherSettings()
         self._mux = AckMux(nc)
+        self._batching = True
+        # msg ids stored lately, oldest first: a resend is known without a refused batch
+        self._stored_ids: OrderedDict[str, float] = OrderedDict()
 
     async def start(self) -> None:
         await self._mux.start()
@@ -101,7 +111,7 @@ class Publisher:
         return (await self.publish_many((Record(subject, msg_id, payload, fire),)))[0]
 
     async def publish_many(self, records: Sequence[Record]) -> list[PublishOutcome]:
-        """Store one frame's events, pipelined; outcomes in the order given.
+        """Store records (many frames' events: a group commit), batched; outcomes in the order given.
 
         On SpoolFullError the fire records among them are already spooled;
         the frame must not be confirmed (the device retransmits, and what was
@@ -117,14 +127,15 @@ class Publisher:
     async def _publish_with_retry(self, records: Sequence[Record]) -> list[PublishOutcome]:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.retry_for
+        started = loop.time()
+        deadline = started + settings.retry_for
         outcomes: list[PublishOutcome | None] = [None] * len(records)
         todo = list(range(len(records)))
         delay = settings.backoff_initial
         while True:
             stop_if_cancelled()
             attempt = min(settings.ack_timeout, max(deadline - loop.time(), _MIN_ATTEMPT))
-            results = await self._send_all([records[i] for i in todo], attempt)
+            results = await self._send_grouped([records[i] for i in todo], attempt)
             failed: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if isinstance(result, PublishError):
@@ -138,7 +149,11 @@ class Publisher:
                     metrics.publish_result[outcome].inc()
                     outcomes[i] = outcome
             todo = failed
-            remaining = deadline - loop.time()
+            now = loop.time()
+            if now >= deadline and self._answering(now) and now < started + settings.retry_for * _SLOW_GRACE:
+                # NATS is slow, not away: the spool is for an outage, so keep at it a while longer
+                deadline = min(now + settings.ack_timeout, started + settings.retry_for * _SLOW_GRACE)
+            remaining = deadline - now
             if not todo or remaining <= 0:
                 break
             await asyncio.sleep(min(delay, remaining))
@@ -148,6 +163,77 @@ class Publisher:
             for i in todo:
                 outcomes[i] = PublishOutcome.SPOOLED
         return [o for o in outcomes if o is not None]
+
+    def _answering(self, now: float) -> bool:
+        """Did JetStream store anything for us lately? Then a timeout is load, not an outage."""
+        return self._nc.is_connected and now - self._mux.last_ack < self.settings.ack_timeout
+
+    async def _send_grouped(
+        self, records: Sequence[Record], ack_timeout: float
+    ) -> list[PubAck | PublishError]:
+        """Send records as atomic batches (one synchronous write each on the server). A msg id
+        this publisher stored lately, or one twice in the same call, is a duplicate without
+        asking: the server would refuse the whole batch for it."""
+        results: list[PubAck | PublishError | None] = [None] * len(records)
+        fresh: list[int] = []
+        seen: set[str] = set()
+        for i, r in enumerate(records):
+            if r.msg_id in self._stored_ids or r.msg_id in seen:
+                results[i] = _KNOWN
+            else:
+                seen.add(r.msg_id)
+                fresh.append(i)
+        todo = [records[i] for i in fresh]
+        if len(todo) < 2 or not self._batching:
+            sent = await self._send_all(todo, ack_timeout)
+        else:
+            chunks = [todo[i : i + MAX_BATCH] for i in range(0, len(todo), MAX_BATCH)]
+            parts = await asyncio.gather(*(self._send_batch(chunk, ack_timeout) for chunk in chunks))
+            sent = [result for part in parts for result in part]
+        if len(todo) < 2 or not self._batching:
+            metrics.store_writes["stream"].inc(sum(isinstance(r, PubAck) for r in sent))
+        now = asyncio.get_running_loop().time()
+        for i, result in zip(fresh, sent, strict=True):
+            results[i] = result
+            if isinstance(result, PubAck):
+                self._remember(records[i].msg_id, now)
+        return [r for r in results if r is not None]
+
+    async def _send_batch(self, chunk: Sequence[Record], ack_timeout: float) -> list[PubAck | PublishError]:
+        """One atomic batch. Refused whole (a msg id the server already has: a resend, or one
+        stored through another gateway), it is split in halves until the duplicates are found:
+        a few more batches rather than a synchronous write per record."""
+        if len(chunk) < _SPLIT_BELOW or not self._batching:
+            return await self._send_all(chunk, ack_timeout)
+        try:
+            result: PubAck | PublishError = await (
+                await self._mux.send_batch([(r.subject, r.payload, r.msg_id) for r in chunk], ack_timeout)
+            )  # bounded: the mux fails it at ack_timeout
+        except PublishError as e:
+            result = e
+        if isinstance(result, PubAck):
+            metrics.batch_result["stored"].inc()
+            metrics.batch_size.observe(len(chunk))
+            metrics.store_writes["stream"].inc()
+            return [result] * len(chunk)
+        if result.reason != "batch_refused":
+            return [result] * len(chunk)
+        metrics.batch_result["refused"].inc()
+        if "disabled" in result.detail:  # a stream without allow_atomic: stop trying
+            log.warning("stream refuses atomic batches (%s); publishing one by one", result.detail)
+            self._batching = False
+        half = len(chunk) // 2
+        first, second = await asyncio.gather(
+            self._send_batch(chunk[:half], ack_timeout), self._send_batch(chunk[half:], ack_timeout)
+        )
+        return first + second
+
+    def _remember(self, msg_id: str, now: float) -> None:
+        ids = self._stored_ids
+        ids[msg_id] = now
+        window = self.settings.dedupe_window
+        while ids and (len(ids) > self.settings.dedupe_max or now - next(iter(ids.values())) > window):
+            ids.popitem(last=False)
 
     async def _send_all(self, records: Sequence[Record], ack_timeout: float) -> list[PubAck | PublishError]:
         """Send every record, then await every ack: all in flight at once."""

@@ -1,4 +1,4 @@
-"""The gateway's sink on JetStream: a frame's events are accepted once each is stored or spooled."""
+"""Ingest's sink on JetStream: a batch's events are accepted once each is stored or spooled."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ class JetStreamSink:
         self.publisher = publisher
 
     async def publish(self, events: Sequence[Envelope], *, fire: bool) -> None:
-        # fire events go first within the frame too, and are spooled even past the spool's bound
-        ordered = sorted(events, key=lambda e: e.kind != "alarm")
-        records = [
-            Record(e.subject, e.id, e.model_dump_json().encode(), fire or e.kind == "alarm") for e in ordered
-        ]
+        """``fire``: a batch of ingest's fire lane, spooled even past the spool's bound."""
+        records = [Record(e.subject, e.id, e.model_dump_json().encode(), fire) for e in events]
         await self.publisher.publish_many(records)  # raises when not durable: no confirm is sent

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import time
@@ -81,6 +82,17 @@ async def ensure_dead_letter_stream(js: JetStreamContext, replicas: int = 1) -> 
         await js.add_stream(config)
 
 
+def couriers_readiness(couriers: list[Courier]) -> tuple[bool, str]:
+    """The ``forwarders`` readiness check: every consumer open (``n/n consumers open``). A lost
+    broker is named in the detail (``; mqtt mqtt://host:1883 down for 42 s: ...``) without
+    failing the check: a maintenance broker must not take a gateway out of its load balancer;
+    firegate_forward_link_up is what to alert on."""
+    up = sum(c.ready.is_set() for c in couriers)
+    detail = f"{up}/{len(couriers)} consumers open"
+    problems = [p for c in couriers if (p := c.link_problem()) is not None]
+    return up == len(couriers), "; ".join([detail, *problems])
+
+
 class Courier:
     def __init__(
         self,
@@ -118,9 +130,20 @@ class Courier:
         return await subscribe(self.js, self.stream, s.durable, s.subjects, start_window=s.max_age,
                                ack_wait=s.ack_wait, max_ack_pending=s.max_in_flight)
 
+    def link_problem(self) -> str | None:
+        """For a destination that keeps a connection (MQTT): what is wrong with it, else None."""
+        if getattr(self.destination, "link_up", True):
+            return None
+        return f"{self.label} {getattr(self.destination, 'link_state', 'down')}"
+
     async def run(self) -> None:
         """Until cancelled. NATS trouble is waited out; even a bug in a delivery only restarts
-        this courier (what it held unacked is redelivered), never the whole process."""
+        this courier (what it held unacked is redelivered), never the whole process. A
+        destination that keeps a connection (``keep_link``) keeps it meanwhile."""
+        keep_link = getattr(self.destination, "keep_link", None)
+        link = None
+        if inspect.iscoroutinefunction(keep_link):
+            link = asyncio.create_task(keep_link(), name=f"{self.label} link")
         try:
             while True:
                 stop_if_cancelled()
@@ -130,6 +153,10 @@ class Courier:
                     log.exception("%s forwarder: restarting after an unexpected error: %r", self.label, e)
                     await asyncio.sleep(1.0)
         finally:
+            if link is not None:
+                link.cancel()
+                with contextlib.suppress(BaseException):
+                    await link
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5.0):
                     await self.destination.close()

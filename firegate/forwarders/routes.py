@@ -6,22 +6,33 @@ and reordering of the config), so one that is down holds up nobody else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
-from firegate.bus.events import Envelope, FireConfirmed
+from firegate.bus.events import DeviceOffline, Envelope, FaultRaised, FireConfirmed, Point, parse_event
 from firegate.bus.jetstream import tls_context
 from firegate.config import Dispatch119, Settings, WebhookDestination, _Delivery, _FaultFilter
 from firegate.forwarders import metrics as m
 from firegate.forwarders.courier import Courier, CourierSettings
 from firegate.forwarders.delivery import Delivery
+from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
+from firegate.forwarders.faults import OpenFault, fault_key
 from firegate.forwarders.http import HttpPoster
-from firegate.forwarders.mqtt import MqttFaultDestination
+from firegate.forwarders.mqtt import MqttFaultDestination, OpenState
+
+log = logging.getLogger(__name__)
 
 
 def durable_name(kind: str, *identity: str) -> str:
@@ -126,7 +137,7 @@ def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]
                 newer=latest.newer,
             )
         )
-    return out
+    return _initialised(out)
 
 
 # -- faults
@@ -153,6 +164,120 @@ def _fault_subjects(f: _FaultFilter) -> tuple[str, ...]:
     return tuple(f"fire.{kind}.>" for kind in f.kinds)
 
 
+class OpenFaults:
+    """The faults open now, as the events that opened them, for an MQTT destination to publish
+    again when its broker lost its retained messages; only those ``accept`` (its filters) takes.
+
+    The open faults are the fault tracker's records in the KV bucket ``FIRE_FAULTS`` (kept by
+    the lifecycle role; none while no process has created it). A record keeps the raise's id,
+    device, site, point, condition and time, not the event, so each is looked up as the last
+    event on its subject (``fire.fault.<device>``, ``fire.device.<device>``) in the stream:
+    when that is a raise of the same fault (or the device's going offline) since the record's
+    raise, it is published as the live delivery was. Otherwise (the device has several faults
+    open, or the stream is not reachable) the event is rebuilt from the record: ``occurred_at``
+    and ``raw`` null, ``origin`` and ``test`` their defaults, and for ``device_offline``
+    ``last_seen`` the time it went offline and ``silent_s`` 0.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        accept: Callable[[Envelope], bool] = lambda event: True,
+        *,
+        stream: str = "FIRE",
+        bucket: str = FAULTS_BUCKET,
+        timeout: float = 2.0,
+        parallel: int = 16,
+    ) -> None:
+        self.js = js
+        self.accept = accept
+        self.stream = stream
+        self.bucket = bucket
+        self.timeout = timeout
+        self.parallel = parallel
+        self._look_up = True
+
+    async def __call__(self) -> list[OpenState]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                kv = await self.js.key_value(self.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            log.warning("no bucket %s (no fault tracker ran yet): no open faults to publish", self.bucket)
+            return []
+        wanted = [e for e in map(rebuilt_event, await self._records(kv)) if self.accept(e)]
+        self._look_up = True
+        out: list[OpenState] = []
+        for start in range(0, len(wanted), self.parallel):
+            out += await asyncio.gather(*map(self._as_stored, wanted[start : start + self.parallel]))
+        return out
+
+    async def _records(self, kv: KeyValue) -> list[OpenFault]:
+        """The open records (cleared markers skipped), as FaultTracker.open_faults reads them."""
+        out: list[OpenFault] = []
+        watcher = await kv.watch("fault.>", ignore_deletes=True)
+        try:
+            async with asyncio.timeout(self.timeout * 5):
+                async for entry in watcher:
+                    if entry is None:
+                        break
+                    with contextlib.suppress(ValidationError):
+                        fault = OpenFault.model_validate_json(entry.value or b"")
+                        if fault.open:
+                            out.append(fault)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        return out
+
+    async def _as_stored(self, rebuilt: Envelope) -> OpenState:
+        """The stored event that ``rebuilt`` stands for, if the stream has it at hand."""
+        if not self._look_up:
+            return rebuilt, True
+        try:
+            async with asyncio.timeout(self.timeout):
+                msg = await self.js.get_last_msg(self.stream, rebuilt.subject)
+            stored = parse_event(msg.data or b"")
+        except nats.js.errors.NotFoundError:
+            return rebuilt, True
+        except (TimeoutError, nats.errors.Error) as e:  # NATS is slow or away: rebuild the rest
+            log.warning("stream %s: open faults not looked up (%r): rebuilt from records", self.stream, e)
+            self._look_up = False
+            return rebuilt, True
+        except ValidationError:
+            return rebuilt, True
+        return (stored, False) if _same_fault(stored, rebuilt) else (rebuilt, True)
+
+
+def rebuilt_event(record: OpenFault) -> Envelope:
+    """The event that opened a fault, from what the fault tracker's record keeps of it."""
+    common: dict[str, Any] = {
+        "id": record.event_id,
+        "device": record.device,
+        "site": record.site,
+        "occurred_at": None,
+        "received_at": record.raised_at,
+    }
+    if record.condition == "offline" and record.point is None:
+        return DeviceOffline(last_seen=record.raised_at, silent_s=0.0, **common)
+    return FaultRaised(
+        condition=record.condition, condition_zh=record.condition_zh, point=record.point or Point(), **common
+    )
+
+
+def _same_fault(stored: Envelope, rebuilt: Envelope) -> bool:
+    """``stored`` opened the same fault as ``rebuilt`` (a raise repeated since counts too)."""
+    if stored.device != rebuilt.device or stored.received_at < rebuilt.received_at:
+        return False
+    if isinstance(rebuilt, DeviceOffline):
+        return isinstance(stored, DeviceOffline)
+    return (
+        isinstance(stored, FaultRaised)
+        and isinstance(rebuilt, FaultRaised)
+        and fault_key(stored.device, stored.point, stored.condition)
+        == fault_key(rebuilt.device, rebuilt.point, rebuilt.condition)
+    )
+
+
 def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
     out = []
     for mq in settings.faults.mqtt:
@@ -163,6 +288,7 @@ def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
             password=mq.password.get_secret_value() if mq.password else None,
             tls_context=tls_context(mq.tls_ca, mq.tls_cert, mq.tls_key),
             timeout=mq.timeout,
+            open_faults=OpenFaults(js, fault_filter(mq), stream=settings.bus.stream),
         )
         out.append(
             Courier(
@@ -184,4 +310,11 @@ def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
                 accept=fault_filter(wh),
             )
         )
-    return out
+    return _initialised(out)
+
+
+def _initialised(couriers: list[Courier]) -> list[Courier]:
+    """Their metric series exist (at 0) from now on, before any event or failure."""
+    for courier in couriers:
+        m.init_destination(courier.label)
+    return couriers

@@ -1,1 +1,1 @@
-"""Transport: listeners and sessions. Knows bytes and connections; hands events to a sink."""
+"""Transport: listeners and sessions. Knows bytes and connections; hands reports to ingest."""

@@ -61,9 +61,7 @@ CONNECTIONS: Final = Gauge("firegate_gateway_connections", "Open UITD connection
 connections: Final = {p: CONNECTIONS.labels(p) for p in PROTOCOLS}
 TCP_CONNECTIONS: Final = connections["tcp"]
 
-DEVICES_ONLINE: Final = Gauge(
-    "firegate_gateway_devices_online", "Devices heard from within the idle timeout"
-)
+DEVICES_ONLINE: Final = Gauge("firegate_gateway_devices_online", "Devices heard from within the idle timeout")
 
 FRAMES_IN: Final = Counter(
     "firegate_gateway_frames_received_total", "Frames received from devices", ["protocol", "command"]
@@ -108,11 +106,6 @@ CONFIRM_LATENCY: Final = Histogram(
     "firegate_gateway_confirm_latency_seconds",
     "From a send-data frame's arrival to its confirm being written",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-DEVICE_TO_BUS: Final = Histogram(
-    "firegate_gateway_device_to_bus_seconds",
-    "From an event's device time tag to its durable storage (includes the device's clock error)",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60, 300),
 )
 COMMANDS: Final = Counter(
     "firegate_gateway_commands_total", "Commands sent down to devices, by outcome", ["action", "result"]

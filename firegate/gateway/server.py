@@ -14,7 +14,6 @@ from datetime import time as dt_time
 from typing import Any, TypeVar, cast
 
 from firegate.bus.events import DeviceOffline, DutyCheckResult
-from firegate.bus.normalize import MemoryStatusMemory, Normalizer
 from firegate.codecs.gb26875 import (
     ClockSync,
     Command,
@@ -29,8 +28,9 @@ from firegate.gateway import metrics
 from firegate.gateway.addressing import DEVICE_ID, AddressMode
 from firegate.gateway.liveness import DeviceTracker
 from firegate.gateway.session import CommandFailed, Session
-from firegate.gateway.sink import EventSink
 from firegate.gateway.udp import Addr, DatagramPeer
+from firegate.ingest import Ingest, Lane, Report, carries_fire
+from firegate.ops.logging import Throttle
 
 log = logging.getLogger("firegate.gateway")
 _T = TypeVar("_T")
@@ -60,6 +60,7 @@ class GatewayOptions:
     known_devices: dict[str, list[str]] | None = None  # device -> allowed source networks ([] = any)
     sweep_interval: float = 1.0
     drain_timeout: float = 5.0
+    greetings: int = 64  # clock syncs after connecting in flight at once: a reconnect storm waits
 
 
 class DutyChecks:
@@ -92,15 +93,16 @@ class Gateway:
     def __init__(
         self,
         options: GatewayOptions,
-        sink: EventSink,
+        ingest: Ingest,
         *,
-        normalizer: Normalizer | None = None,
         site_of: Callable[[str], str] | None = None,
     ) -> None:
+        """``ingest`` stores what devices report; its owner runs it (it outlives the drain)."""
         self.options = options
-        self.sink = sink
-        self.site_of: Callable[[str], str] = site_of or (lambda device: device)
-        self.normalizer = normalizer or Normalizer(MemoryStatusMemory(), site_of=self.site_of)
+        self.ingest = ingest
+        self.site_of: Callable[[str], str] = site_of or ingest.normalizer.site_of
+        self._greeting = asyncio.Semaphore(options.greetings)
+        self.throttle = Throttle(log)  # lines every device of a storm would print at once
         self.tracker = DeviceTracker(options.idle_timeout)
         self.duty = DutyChecks()
         self.device_id = DEVICE_ID[options.address_mode]
@@ -201,10 +203,8 @@ class Gateway:
 
     def start_session(self, session: Session) -> None:
         self._rt.sessions.add(session)
-        if self._tg is None:
+        if self._tg is None or self.stopping:
             session.close("not_serving")
-            return
-        self._tg.create_task(session.run())
 
     def end_session(self, session: Session) -> None:
         self._rt.sessions.discard(session)
@@ -225,7 +225,11 @@ class Gateway:
     def greet(self, session: Session) -> None:
         """After a new session's first confirm: sync the device's clock (spec §8)."""
         if self.options.clock_sync_on_connect and self._tg is not None and session.device is not None:
-            self._spawn(self._quietly(self.clock_sync(session.device), "clock_sync"))
+            self._spawn(self._quietly(self._greet(session.device), "clock_sync"))
+
+    async def _greet(self, device: str) -> None:
+        async with self._greeting:  # 10,000 devices reconnecting must not sync 10,000 clocks at once
+            await self.clock_sync(device)
 
     def registry_allows(self, device: str, peer: str) -> bool:
         known = self.options.known_devices
@@ -316,7 +320,7 @@ class Gateway:
     ) -> DutyCheckResult:
         result = await self._duty_result(device, timeout_minutes, answered, sent)
         try:
-            await self.sink.publish([result], fire=False)
+            await self.ingest.store([result])
         except Exception as e:  # the check is over either way; its record is what failed
             log.error("duty check result for %s not stored: %s", device, e, extra={"device": device})
         return result
@@ -381,7 +385,7 @@ class Gateway:
             metrics.DEVICES_ONLINE.set(self.tracker.online)
             if offline:
                 try:
-                    await self.sink.publish(offline, fire=False)
+                    await self.ingest.store(offline)
                 except Exception as e:
                     log.error("could not publish %d offline events, retrying next sweep: %s", len(offline), e)
                     self.tracker.unsweep(offline)
@@ -427,10 +431,10 @@ class Gateway:
         reply = await self.read(device, 81, [Reserved(0)])
         unit = reply.data_unit
         if unit is not None and unit.known:
-            normalized = await self.normalizer.normalize(device, reply, unit)
-            if normalized.events:
-                await self.sink.publish(normalized.events, fire=normalized.has_fire)
-            await self.normalizer.memory.put_many(normalized.states)
+            lane = Lane.FIRE if carries_fire(unit.objects) else Lane.NORMAL
+            report = Report(device, lane, unit, frame_time=reply.time.value, raw=reply.raw)
+            if not await self.ingest.put(report):  # an Outcome: false when not stored
+                log.warning("patrol of %s: its status was not stored", device, extra={"device": device})
 
 
 class _UdpEndpoint(asyncio.DatagramProtocol):

@@ -1,5 +1,7 @@
-"""One UITD connection: bytes in through the framer, frames through a fire-first queue to the
-sink, confirms out only after the sink has accepted. Commands down wait for their answer here."""
+"""One UITD connection: bytes in through the framer, each data unit handed to ingest (fires
+ahead of the connection's other frames), the confirm out only once ingest has stored it. One
+report of a connection is in ingest at a time, in order, as the device itself sends them (spec
+§6.5: one frame outstanding). Commands down wait for their answer here."""
 
 from __future__ import annotations
 
@@ -9,12 +11,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, cast
 
-from firegate.bus.events import DeviceInfo, Envelope, FireAlarm, Point, event_id
+from firegate.bus.events import DeviceInfo, Envelope, Point, event_id
 from firegate.codecs.gb26875 import (
     Command,
-    ComponentStatus,
     DataUnit,
     DataUnitError,
     Frame,
@@ -22,9 +23,7 @@ from firegate.codecs.gb26875 import (
     Framer,
     HeaderInfo,
     InfoObject,
-    SystemStatus,
     UitdOperation,
-    UitdStatus,
     answer,
     build_frame,
     encode_data_unit,
@@ -32,6 +31,7 @@ from firegate.codecs.gb26875 import (
 from firegate.codecs.gb26875.tables import TypeFlag, name_of, zh_of
 from firegate.gateway import metrics
 from firegate.gateway.udp import DatagramPeer
+from firegate.ingest import Lane, Outcome, Report, carries_fire
 from firegate.ops.logging import FieldsAdapter
 
 if TYPE_CHECKING:
@@ -39,12 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("firegate.gateway")
 
-_FIRE_SOURCE: dict[int, Literal["system", "component", "uitd", "operation"]] = {
-    1: "system",
-    2: "component",
-    21: "uitd",
-    24: "operation",
-}
 READ_SIZE = 4096  # per-connection receive buffer: 10,000 connections must fit in a few hundred MB
 
 
@@ -64,17 +58,7 @@ class Inbound:
     error: DataUnitError | None
     fire: bool
     arrived: float
-
-
-def carries_fire(unit: DataUnit | None) -> bool:
-    if unit is None:
-        return False
-    for obj in unit.objects:
-        if isinstance(obj, SystemStatus | ComponentStatus | UitdStatus) and obj.status & 0b10:
-            return True
-        if isinstance(obj, UitdOperation) and obj.operation & 0b100:
-            return True
-    return False
+    skew: float | None = None  # device time minus center time on arrival; None for a resend
 
 
 class Session(asyncio.BufferedProtocol):
@@ -94,11 +78,12 @@ class Session(asyncio.BufferedProtocol):
         self.center_raw: bytes | None = None
         self._fire: deque[Inbound] = deque()
         self._normal: deque[Inbound] = deque()
-        self._wake = asyncio.Event()
-        self.idle = asyncio.Event()  # set while nothing is queued: what a drain waits for
+        self._current: Inbound | None = None  # the frame in ingest now
+        self.idle = asyncio.Event()  # set while nothing is queued or in ingest: what a drain waits for
         self.idle.set()
         self.closed = asyncio.Event()
-        self._paused = False
+        self._paused = False  # reading paused: this connection's queue, or ingest, is full
+        self._awaiting_room = False  # paused until ingest calls _room
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._serial = 0
         self._tokens = float(gateway.options.rate_burst)
@@ -146,14 +131,21 @@ class Session(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted and not self.closed.is_set():
+        if self.closed.is_set():
+            return
+        if self._counted:
             metrics.connections[self.protocol].dec()
         self.closed.set()
-        self._wake.set()
+        # nothing queued was confirmed: the device retransmits it to whoever serves it next
+        self._fire.clear()
+        self._normal.clear()
+        if self._current is None:
+            self.idle.set()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(CommandFailed("disconnected", self.device or self.peer))
         self._pending.clear()
+        self.gw.end_session(self)
 
     def pause_writing(self) -> None:
         # the peer does not read what we send: drop it rather than buffer forever
@@ -163,7 +155,13 @@ class Session(asyncio.BufferedProtocol):
 
     def _frame_error(self, error: FrameError) -> None:
         metrics.decode_error(error.reason).inc()
-        self.log.info("bad frame: %s", error, extra={"serial": error.serial, "reason": error.reason})
+        self.gw.throttle.log(
+            f"bad_frame.{error.reason}",
+            logging.INFO,
+            "bad frame: %s",
+            error,
+            extra={**self._fields, "serial": error.serial, "reason": error.reason},
+        )
         if error.deniable and error.header is not None:
             self._deny(error.header, error.reason)
 
@@ -189,6 +187,11 @@ class Session(asyncio.BufferedProtocol):
             else:
                 metrics.decode_errors["user_command"].inc()
             return
+        raw = frame.raw
+        if self._holds(raw):
+            # the device resent a frame still queued here: the one confirm answers both
+            metrics.RETRANSMISSIONS.inc()
+            return
         unit: DataUnit | None = None
         error: DataUnitError | None = None
         try:
@@ -196,52 +199,74 @@ class Session(asyncio.BufferedProtocol):
         except DataUnitError as e:
             error = e
             metrics.decode_errors["data_unit"].inc()
-        fire = carries_fire(unit)
-        queued = len(self._fire) + len(self._normal)
-        if self.protocol == "udp" and not fire and queued >= self.gw.options.queue_limit:
+        fire = unit is not None and carries_fire(unit.objects)
+        item = Inbound(frame, unit, error, fire, time.monotonic())
+        if frame.time.value is not None and raw not in self._recent and raw not in self._unconfirmed:
+            # against the time it arrived, not the time it is handled: a loaded center does not
+            # make a device's clock wrong; and never from a resend, which keeps its first time tag
+            item.skew = (frame.time.value - self.gw.now_local()).total_seconds()
+        queued = self._queued()
+        full = queued >= self.gw.options.queue_limit or self.gw.ingest.full
+        if self.protocol == "udp" and not fire and full:
             metrics.shed["queue_full"].inc()  # datagrams cannot be paused; fire never shed
             return
-        item = Inbound(frame, unit, error, fire, time.monotonic())
         (self._fire if fire else self._normal).append(item)
         self.idle.clear()
-        self._wake.set()
-        if len(self._fire) + len(self._normal) >= self.gw.options.queue_limit and not self._paused:
-            assert self.transport is not None
+        if queued + 1 >= self.gw.options.queue_limit:
+            self._pause()
+        self._pump()
+
+    def _holds(self, raw: bytes) -> bool:
+        if self._current is not None and self._current.frame.raw == raw:
+            return True
+        return any(i.frame.raw == raw for i in self._fire) or any(i.frame.raw == raw for i in self._normal)
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None and self.protocol == "tcp":
             self.transport.pause_reading()
             self._paused = True
 
-    async def run(self) -> None:
-        """The session's worker: processes frames in order, fire alarms first."""
-        try:
-            while True:
-                if self.closed.is_set():
-                    # nothing queued was confirmed: the device retransmits it to whoever serves it next
-                    self._fire.clear()
-                    self._normal.clear()
-                    self.idle.set()
-                    return
-                if not self._fire and not self._normal:
-                    self.idle.set()
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                item = self._fire.popleft() if self._fire else self._normal.popleft()
-                if self._paused and len(self._fire) + len(self._normal) <= self.gw.options.queue_limit // 2:
-                    self._paused = False
-                    if self.transport is not None and not self.closed.is_set():
-                        self.transport.resume_reading()
-                await self._process(item)
-        except Exception:
-            self.log.exception("session failed")
-            self.close("internal_error")
-        finally:
-            self.close("worker_stopped")  # cancelled or failed: never leave the socket open unserved
-            self.gw.end_session(self)
+    def _resume(self) -> None:
+        if self._paused and not self.closed.is_set() and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
-    async def _process(self, item: Inbound) -> None:
+    def _queued(self) -> int:
+        return len(self._fire) + len(self._normal)
+
+    def _room(self) -> None:
+        """Ingest has room again."""
+        self._awaiting_room = False
+        if self._queued() < self.gw.options.queue_limit:
+            self._resume()
+
+    def _pump(self) -> None:
+        """Hand the next frame to ingest when none of this connection's is there: fires first."""
+        while self._current is None and not self.closed.is_set() and (self._fire or self._normal):
+            item = self._fire.popleft() if self._fire else self._normal.popleft()
+            report = self._report(item)
+            if report is None:
+                continue  # answered here (a heartbeat, a resend, a shed frame)
+            self._current = item
+            ingest = self.gw.ingest
+            ingest.submit(report)
+            if (
+                report.lane is not Lane.FIRE
+                and ingest.full
+                and self.protocol == "tcp"
+                and not self._awaiting_room
+            ):
+                self._awaiting_room = True
+                self._pause()  # stop reading; the kernel and the device wait
+                ingest.when_room(self._room)
+        if self._current is None and not self._fire and not self._normal:
+            self.idle.set()
+
+    def _report(self, item: Inbound) -> Report | None:
+        """What ingest is to store for a frame; None when the frame is answered here."""
         frame = item.frame
         if self.device is None and not self._bind(frame):
-            return
+            return None
         if frame.source_raw != self.device_raw:
             # a device is its source address (spec §8); one connection speaks for one device
             metrics.decode_errors["source_changed"].inc()
@@ -251,61 +276,77 @@ class Session(asyncio.BufferedProtocol):
                 frame.source,
                 extra={"serial": frame.serial, "reason": "source_changed"},
             )
-            return
+            return None
         device = self.device
         assert device is not None
-        retransmission = frame.raw in self._recent
-        if retransmission:
+        if item.skew is not None:
+            self._observe_skew(item.skew, frame.serial)
+        if frame.raw in self._recent:
+            # confirmed before, so stored before: only the confirm was lost
             metrics.RETRANSMISSIONS.inc()
-        # a resent frame carries its first sending's header time: kept out of the clock skew
-        resent = retransmission or frame.raw in self._unconfirmed
+            self._confirm(item)
+            return None
         events: list[Envelope] = []
-        states = None
         online = self.gw.tracker.online_event(device, self.gw.site_of(device), self.peer)
         if online is not None:
             events.append(online)
+        unit = item.unit
+        lane = Lane.FIRE if item.fire else Lane.NORMAL
         if frame.is_heartbeat:
-            pass
-        elif item.error is not None or (item.unit is not None and not item.unit.known):
+            if online is None:
+                self._confirm(item)
+                return None
+            lane = Lane.LINK
+            unit = None
+        elif item.error is not None or (unit is not None and not unit.known):
             events.append(self._undecoded(device, frame, item))
-        elif item.unit is not None:
-            if not item.fire and not retransmission and not self._take_token():
+            unit = None
+        elif unit is not None:
+            if not item.fire and not self._take_token():
                 metrics.shed["rate_limit"].inc()
                 self._unconfirmed.append(frame.raw)
                 if online is None:
                     self.gw.tracker.seen(device)
-                return  # no confirm: the device keeps it and retransmits later
-            try:
-                normalized = await self.gw.normalizer.normalize(device, frame, item.unit)
-            except Exception:
-                # never let one bad point block a device's frames (a fire alarm among them)
-                self.log.exception("normalizing failed; stored raw", extra={"serial": frame.serial})
+                return None  # no confirm: the device keeps it and retransmits later
+            if unit.objects and isinstance(unit.objects[0], UitdOperation):
+                self.gw.duty.observe(device, unit.objects)
+            metrics.data_unit(unit.type).inc()
+        return Report(
+            device=device,
+            lane=lane,
+            unit=unit,
+            frame_time=frame.time.value,
+            raw=frame.raw,
+            events=events,
+            on_done=self._stored,
+            context={"serial": frame.serial, "peer": self.peer},
+        )
+
+    def _stored(self, outcome: Outcome) -> None:
+        """Ingest's answer for the frame in it."""
+        item, self._current = self._current, None
+        if item is not None:
+            if outcome is Outcome.STORED_RAW:
                 metrics.decode_errors["normalize"].inc()
-                events.extend(self._fallback(device, frame, item))
+            if outcome:
+                self._confirm(item)
             else:
-                events.extend(normalized.events)
-                states = normalized.states
-            if isinstance(item.unit.objects[0] if item.unit.objects else None, UitdOperation):
-                self.gw.duty.observe(device, item.unit.objects)
-            metrics.data_unit(item.unit.type).inc()
-        if events:
-            try:
-                await self.gw.sink.publish(events, fire=item.fire)
-            except Exception as e:
                 metrics.shed["publish_failed"].inc()
-                self._unconfirmed.append(frame.raw)
-                self.log.warning(
-                    "not confirming: events not stored: %s", e, extra={"serial": frame.serial}
+                self._unconfirmed.append(item.frame.raw)
+                self.gw.throttle.log(
+                    "not_confirming",
+                    logging.WARNING,
+                    "not confirming: events not stored",
+                    extra={**self._fields, "serial": item.frame.serial},
                 )
-                return
-            if states:
-                await self.gw.normalizer.memory.put_many(states)
-            if not retransmission:  # first stored now, even if resent: the wait was real
-                stored_at = self.gw.now_local()
-                for event in events:
-                    if event.occurred_at is not None and event.kind != "device":
-                        metrics.DEVICE_TO_BUS.observe((stored_at - event.occurred_at).total_seconds())
-        self.gw.tracker.seen(device)
+        if self._paused and not self._awaiting_room and self._queued() < self.gw.options.queue_limit // 2:
+            self._resume()
+        self._pump()
+
+    def _confirm(self, item: Inbound) -> None:
+        frame = item.frame
+        assert self.device is not None
+        self.gw.tracker.seen(self.device)
         self.write(answer(frame, Command.CONFIRM, center_address=self.center_raw))
         metrics.CONFIRMS.inc()
         metrics.CONFIRM_LATENCY.observe(time.monotonic() - item.arrived)
@@ -313,18 +354,18 @@ class Session(asyncio.BufferedProtocol):
             self.greeted = True  # the device's first exchange is done: now our commands may follow
             self.gw.greet(self)
         self._recent.append(frame.raw)
-        if frame.time.value is not None and not resent:
-            self._observe_skew((frame.time.value - self.gw.now_local()).total_seconds(), frame.serial)
 
     def _observe_skew(self, skew: float, serial: int) -> None:
         metrics.CLOCK_SKEW.observe(skew)
         if abs(skew) > metrics.CLOCK_SKEW_LIMIT and not self._skew_warned:
             self._skew_warned = True  # once per session: the histogram has the rest, without the device
-            self.log.warning(
+            self.gw.throttle.log(
+                "clock_skew",
+                logging.WARNING,
                 "device clock is %+.1f s off center time (GB 50440 allows %.0f s)",
                 skew,
                 metrics.CLOCK_SKEW_LIMIT,
-                extra={"serial": serial, "clock_skew_s": round(skew, 1)},
+                extra={**self._fields, "serial": serial, "clock_skew_s": round(skew, 1)},
             )
 
     def _undecoded(self, device: str, frame: Frame, item: Inbound) -> Envelope:
@@ -347,25 +388,6 @@ class Session(asyncio.BufferedProtocol):
             point=Point(),
             data=data,
         )
-
-    def _fallback(self, device: str, frame: Frame, item: Inbound) -> list[Envelope]:
-        """Events for a frame normalization failed on: the raw record, and a fire alarm if it
-        carried one, so the alarm still reaches fire.alarm.<device>."""
-        events = [self._undecoded(device, frame, item)]
-        if item.fire:
-            events.append(
-                FireAlarm(
-                    id=event_id(device, frame.data[0], frame.data, "alarm"),
-                    device=device,
-                    site=self.gw.site_of(device),
-                    occurred_at=frame.time.value,
-                    received_at=self.gw.now_utc(),
-                    raw=frame.raw.hex(),
-                    source=_FIRE_SOURCE.get(frame.data[0], "uitd"),
-                    point=Point(),
-                )
-            )
-        return events
 
     def _bind(self, frame: Frame) -> bool:
         device = self.gw.device_id(frame.source_raw)

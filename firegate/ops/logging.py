@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any, Literal, TextIO
@@ -117,3 +118,30 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+
+
+class Throttle:
+    """Aggregates a kind of line that load can repeat thousands of times (a NATS failover, a
+    storm): the first of each kind is logged, later ones within ``every`` seconds are counted, and
+    the next line of that kind after the window says how many were left out."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger], every: float = 10.0):
+        self.logger = logger
+        self.every = every
+        self._kinds: dict[str, tuple[float, int]] = {}  # kind -> (when last logged, left out since)
+
+    def log(self, kind: str, level: int, msg: str, *args: object, **kwargs: Any) -> bool:
+        """Log or count one line; True if it was logged."""
+        now = time.monotonic()
+        last, left_out = self._kinds.get(kind, (-self.every, 0))
+        if now - last < self.every:
+            self._kinds[kind] = (last, left_out + 1)
+            return False
+        if left_out:
+            msg = f"{msg} (and {left_out} more like it in the last {now - last:.0f} s)"
+        self._kinds[kind] = (now, 0)
+        self.logger.log(level, msg, *args, **kwargs)
+        return True
+
+    def left_out(self, kind: str) -> int:
+        return self._kinds.get(kind, (0.0, 0))[1]

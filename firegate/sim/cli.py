@@ -1,4 +1,5 @@
-"""`firegate sim`: a load run against a center, or `firegate sim alarm`: one fire alarm, one latency."""
+"""`firegate sim`: a load run against a center, `firegate sim alarm`: one fire alarm, one latency, or
+`firegate sim storm`: the district-wide storm (every device reports within one second)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from firegate.sim.device import DeviceSettings, ExchangeResult, Outcome, SimulatedUitd, UdpSimulatedUitd
 from firegate.sim.load import DEFAULT_MIX, FIRST_ADDRESS, Mix, parse_mix, run_load
 from firegate.sim.payloads import Kind
+from firegate.sim.storm import FAULT_KINDS, FIRE_KINDS, run_storm
 
 _T = TypeVar("_T")
 _N = TypeVar("_N", int, float)
@@ -63,10 +65,21 @@ def _address(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share is within 0..1, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, *, udp: bool = True) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the center's address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9001, help="the center's port (default 9001)")
-    p.add_argument("--udp", action="store_true", help="send over UDP instead of TCP")
+    if udp:
+        p.add_argument("--udp", action="store_true", help="send over UDP instead of TCP")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
         "--confirm-timeout",
@@ -110,7 +123,8 @@ def load_parser() -> argparse.ArgumentParser:
         description="Simulated UITDs against a GB/T 26875.3 center: one TCP connection per device, "
         "heartbeats plus a random traffic mix. Exit 0 when nothing failed and every device was "
         "still connected at the end. "
-        "`firegate sim alarm --help`: one fire alarm from one device.",
+        "`firegate sim alarm --help`: one fire alarm from one device; "
+        "`firegate sim storm --help`: every device reports within one second.",
     )
     _common(p)
     p.add_argument("--devices", type=_number(int), default=1, help="simulated UITDs (default 1)")
@@ -128,7 +142,7 @@ def load_parser() -> argparse.ArgumentParser:
         type=_mix,
         default=parse_mix(default_mix),
         help=f"kind=weight,...; kinds fire, manual, fault, clear, status, uitd, analog, "
-        f"heartbeat; the rest of 1 goes to heartbeats (default {default_mix})",
+        f"main_power, backup_power, heartbeat; the rest of 1 goes to heartbeats (default {default_mix})",
     )
     p.add_argument(
         "--heartbeat",
@@ -184,6 +198,91 @@ def alarm_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--device", type=_address, default=889, help="the UITD's address (default 889)")
     p.add_argument("--manual", action="store_true", help="a manual call point instead of a detector")
+    return p
+
+
+def storm_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="firegate sim storm",
+        description="The district-wide storm: N UITDs connect over TCP (ramped over --connect-over "
+        "seconds) and settle (a heartbeat each, confirmed); then within --burst-over seconds every "
+        "device reports a fault (--fault-kind, default its main-power fault: type 21, bit 3) and "
+        "--fire-share of them a fire alarm (type 2) just before it. Devices behave as the standard "
+        "says: one frame outstanding, the same bytes resent after --confirm-timeout, up to --retries "
+        "times; the center's commands are answered. Ends when every burst frame is confirmed or "
+        "failed, or after --timeout. Prints a summary (--json: one JSON object, with each fire's "
+        "first-send wall-clock time). Exit 0 only when every burst frame was confirmed.",
+    )
+    _common(p, udp=False)
+    p.add_argument("--devices", type=_number(int), default=10_000, help="simulated UITDs (default 10000)")
+    p.add_argument(
+        "--connect-over",
+        type=_number(float, zero_ok=True),
+        default=10.0,
+        metavar="S",
+        help="seconds over which the devices connect (default 10)",
+    )
+    p.add_argument(
+        "--settle-timeout",
+        type=_number(float, zero_ok=True),
+        default=30.0,
+        metavar="S",
+        help="after the ramp, seconds to wait for every device to settle; the burst comes anyway "
+        "after that (default 30)",
+    )
+    p.add_argument(
+        "--burst-over",
+        type=_number(float, zero_ok=True),
+        default=1.0,
+        metavar="S",
+        help="seconds over which the burst's devices start reporting, in random order (default 1)",
+    )
+    p.add_argument(
+        "--fire-share",
+        type=_share,
+        default=0.01,
+        metavar="SHARE",
+        help="share of devices that report a fire alarm before their fault, 0..1; at least one "
+        "device when > 0 (default 0.01)",
+    )
+    p.add_argument(
+        "--fire-kind",
+        choices=tuple(FIRE_KINDS),
+        default="detector",
+        help="detector (smoke/heat detector) or manual (a manual call point, type 23: the center's "
+        "default policy confirms it at once and forwards it to 119) (default detector)",
+    )
+    p.add_argument(
+        "--fault-kind",
+        choices=tuple(FAULT_KINDS),
+        default="main_power",
+        help="what every device reports: main_power or backup_power (the UITD's own status, type 21), "
+        "component (a building component's fault, type 2), none (only the fires) "
+        "(default main_power)",
+    )
+    p.add_argument("--test-mode", action="store_true", help="status bit 0 clear: the standard's test mode")
+    p.add_argument(
+        "--timeout",
+        type=_number(float),
+        default=60.0,
+        metavar="S",
+        help="seconds from the burst's start until the run gives up on unanswered frames (default 60)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=_number(float, zero_ok=True),
+        default=30.0,
+        metavar="S",
+        help="periodic heartbeat interval per device (random phases), 0 for none (default 30)",
+    )
+    p.add_argument(
+        "--first-address",
+        type=_address,
+        default=FIRST_ADDRESS,
+        help=f"address of the first device; the others follow (default {FIRST_ADDRESS})",
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed: which devices fire, the order")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     return p
 
 
@@ -322,8 +421,48 @@ def _alarm(argv: Sequence[str]) -> int:
     return 0 if result is not None and result.ok else 1
 
 
+def _storm(argv: Sequence[str]) -> int:
+    parser = storm_parser()
+    args = parser.parse_args(argv)
+    if args.first_address + args.devices > 1 << 48:
+        parser.error(f"--first-address {args.first_address} leaves no room for {args.devices} devices")
+    try:
+        settings = _settings(args)
+    except ValueError as e:
+        parser.error(str(e))
+    report = _run(
+        run_storm(
+            args.host,
+            args.port,
+            devices=args.devices,
+            connect_over=args.connect_over,
+            settle_timeout=args.settle_timeout,
+            burst_over=args.burst_over,
+            fire_share=args.fire_share,
+            fire_kind=args.fire_kind,
+            fault_kind=args.fault_kind,
+            test_mode=args.test_mode,
+            burst_timeout=args.timeout,
+            heartbeat_interval=args.heartbeat or None,
+            settings=settings,
+            first_address=args.first_address,
+            seed=args.seed,
+            progress=not args.quiet,
+        ),
+        args.loop,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1
+
+
 def sim_main(argv: list[str]) -> int:
-    """`firegate sim [load options]`, `firegate sim load ...` or `firegate sim alarm ...`."""
+    """`firegate sim [load options]`, `firegate sim load ...`, `firegate sim alarm ...` or
+    `firegate sim storm ...`."""
     if argv and argv[0] == "alarm":
         return _alarm(argv[1:])
+    if argv and argv[0] == "storm":
+        return _storm(argv[1:])
     return _load(argv[1:] if argv and argv[0] == "load" else argv)

@@ -17,10 +17,10 @@ import asyncio
 import heapq
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from time import perf_counter
+from time import perf_counter, time
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -70,6 +70,7 @@ class DeviceSettings:
     software_version: tuple[int, int] = (1, 0)
     operator_id: int = 1
     clock_skew: float = 0.0  # initial clock error in seconds, until the center syncs the clock
+    test_mode: bool = False  # status objects with bit 0 clear: the standard's test mode (§4)
 
     def __post_init__(self) -> None:
         if self.serial_start not in (0, 1):
@@ -103,8 +104,9 @@ class ExchangeResult:
     kind: str
     serial: int | None
     attempts: int  # transmissions, the first one included
-    latency: float | None  # seconds from the first transmission to the confirm
+    latency: float | None  # seconds from the first transmission (on any connection) to the confirm
     frame: bytes  # the bytes sent (every retransmission repeats them); b"" if never sent
+    sent_at: float | None = None  # wall clock (time.time()) of the first transmission; None: never sent
 
     @property
     def ok(self) -> bool:
@@ -115,7 +117,7 @@ _Answer = tuple[int, float]  # (command 3 or 6, perf_counter() at arrival)
 
 
 class _Item:
-    __slots__ = ("data", "kind", "result", "urgent")
+    __slots__ = ("data", "first", "first_wall", "kind", "result", "urgent")
 
     def __init__(
         self,
@@ -128,6 +130,9 @@ class _Item:
         self.data = data
         self.result = result
         self.urgent = kind in URGENT_KINDS if urgent is None else urgent
+        # first transmission (perf_counter, time.time()): kept when a drop sends the item again
+        self.first: float | None = None
+        self.first_wall: float | None = None
 
 
 class _Link(abc.ABC):
@@ -226,6 +231,7 @@ class SimulatedUitd:
         "_link",
         "_normal",
         "_ops",
+        "_power",
         "_raw",
         "_rng",
         "_seq",
@@ -283,6 +289,7 @@ class SimulatedUitd:
         self._clock_offset = self.settings.clock_skew
         self._fire = -1
         self._fault = -1
+        self._power = 0  # UITD power fault bits (type 21), latched until an init (89)
         self._ops: list[UitdOperation] | None = None
         self._started = TimeTag.now()
         self._tg: asyncio.TaskGroup | None = None
@@ -309,8 +316,9 @@ class SimulatedUitd:
 
     @property
     def uitd_status(self) -> int:
-        """Type 21 status byte: normal monitoring, plus the fire bit while a latched fire lasts."""
-        return NORMAL_BIT | (FIRE_BIT if self._fire >= 0 else 0)
+        """Type 21 status byte: normal monitoring (bit 0 clear in test mode), plus the fire bit while
+        a latched fire lasts and the power faults reported so far."""
+        return self._st(NORMAL_BIT | (FIRE_BIT if self._fire >= 0 else 0) | self._power)
 
     async def wait_connected(self) -> None:
         """Until the device is connected; bound it with `asyncio.timeout`."""
@@ -386,11 +394,11 @@ class SimulatedUitd:
     def _shutdown(self) -> None:
         if self._link is not None:
             self._link.close()
-        gone = ExchangeResult(Outcome.ABANDONED, "", None, 0, None, b"")
         for queue in (self._urgent, self._normal):
             while queue:
                 item = queue.popleft()
                 self.stats.abandoned += 1
+                gone = ExchangeResult(Outcome.ABANDONED, item.kind, None, 0, None, b"", item.first_wall)
                 self._resolve(item, gone)
         self._delayed.clear()
 
@@ -509,7 +517,9 @@ class SimulatedUitd:
             stats.count_sent(item.kind)
             if item.kind == Kind.HEARTBEAT:
                 stats.heartbeats += 1
-            started = perf_counter()
+            if item.first is None:
+                item.first, item.first_wall = perf_counter(), time()
+            started = item.first
             while True:
                 attempts += 1
                 command, at = await self._attempt(link, serial, frame)
@@ -533,12 +543,16 @@ class SimulatedUitd:
                 return
             outcome = Outcome.ABANDONED
         except asyncio.CancelledError:
-            self._resolve(item, ExchangeResult(Outcome.ABANDONED, item.kind, serial, attempts, None, frame))
+            self._resolve(
+                item,
+                ExchangeResult(Outcome.ABANDONED, item.kind, serial, attempts, None, frame, item.first_wall),
+            )
             raise
         finally:
             self._inflight -= 1
             self._wake.set()
-        self._resolve(item, ExchangeResult(outcome, item.kind, serial, attempts, latency, frame))
+        result = ExchangeResult(outcome, item.kind, serial, attempts, latency, frame, item.first_wall)
+        self._resolve(item, result)
 
     async def _attempt(self, link: _Link, serial: int, frame: bytes) -> _Answer:
         """One transmission; (3 or 6, arrival time), or (0, 0.0) after confirm_timeout."""
@@ -584,14 +598,12 @@ class SimulatedUitd:
     def _resolve(self, item: _Item, result: ExchangeResult) -> None:
         if item.result is not None and not item.result.done():
             if result.kind != item.kind:
-                result = ExchangeResult(
-                    result.outcome, item.kind, result.serial, result.attempts, result.latency, result.frame
-                )
+                result = replace(result, kind=item.kind)
             item.result.set_result(result)
 
     def _requeue(self, item: _Item) -> None:
-        if item.kind == Kind.HEARTBEAT:
-            return  # the next connection announces itself anyway
+        if item.kind == Kind.HEARTBEAT and item.result is None:
+            return  # the next connection announces itself anyway (unless someone waits for this one)
         (self._urgent if item.urgent else self._normal).appendleft(item)
 
     # ---- what to send ----------------------------------------------------------------------
@@ -610,19 +622,24 @@ class SimulatedUitd:
             index = rng.choice(payloads.DETECTORS if kind == Kind.FIRE else payloads.CALL_POINTS)
             if self.settings.latch_fire:
                 self._fire = index
-            status = payloads.component_status(index, index, self._fault)
+            status = self._st(payloads.component_status(index, index, self._fault))
             return kind, payloads.component_unit(index, status, tag)
         if kind == Kind.FAULT and self._fault < 0:
             index = rng.randrange(len(payloads.BUILDING))
             self._fault = index
-            return kind, payloads.component_unit(index, payloads.component_status(index, -1, index), tag)
+            status = self._st(payloads.component_status(index, -1, index))
+            return kind, payloads.component_unit(index, status, tag)
         if kind in (Kind.FAULT, Kind.CLEAR):
             index = self._fault if self._fault >= 0 else rng.randrange(len(payloads.BUILDING))
             self._fault = -1
-            status = payloads.component_status(index, self._fire, -1)
+            status = self._st(payloads.component_status(index, self._fire, -1))
             return Kind.CLEAR, payloads.component_unit(index, status, tag)
         if kind == Kind.STATUS:
-            return kind, payloads.system_unit(payloads.system_status(self._fire, self._fault), tag)
+            status = self._st(payloads.system_status(self._fire, self._fault))
+            return kind, payloads.system_unit(status, tag)
+        if kind in payloads.POWER_FAULT_BITS:
+            self._power |= payloads.POWER_FAULT_BITS[kind]
+            return kind, payloads.uitd_unit(self.uitd_status, tag)
         if kind == Kind.UITD:
             return kind, payloads.uitd_unit(self.uitd_status, tag)
         if kind == Kind.ANALOG:
@@ -634,6 +651,10 @@ class SimulatedUitd:
         if kind == Kind.HEARTBEAT:
             return kind, b""
         raise ValueError(f"cannot build a data unit for kind {kind!r}")
+
+    def _st(self, status: int) -> int:
+        """A status word as this device reports it: bit 0 (normal) cleared in test mode."""
+        return status & ~NORMAL_BIT if self.settings.test_mode else status
 
     def _record(self, op: UitdOperation) -> None:
         ops = self._ops if self._ops is not None else []
@@ -659,6 +680,19 @@ class SimulatedUitd:
         real, data = self._build(Kind(kind))
         return self._enqueue(_Item(real, data))
 
+    def post(self, kind: Kind | str) -> asyncio.Future[ExchangeResult]:
+        """Queue one item of `kind` now (its data unit is built at once, so items posted one after
+        the other keep their order, fires first) and return the future of its exchange: thousands
+        of devices can have items in flight without a task each. Abandoned at once when shed."""
+        real, data = self._build(Kind(kind))
+        return self._post(real, data)
+
+    def _post(self, kind: str, data: bytes, urgent: bool | None = None) -> asyncio.Future[ExchangeResult]:
+        fut: asyncio.Future[ExchangeResult] = asyncio.get_running_loop().create_future()
+        if self._stopping or not self._enqueue(_Item(kind, data, fut, urgent)):
+            fut.set_result(ExchangeResult(Outcome.ABANDONED, kind, None, 0, None, b""))
+        return fut
+
     async def send(self, kind: Kind | str) -> ExchangeResult:
         """Queue one item and wait for its exchange to end. Bound the wait yourself: it lasts
         until the device is connected, plus up to confirm_timeout x (retries + 1)."""
@@ -672,10 +706,7 @@ class SimulatedUitd:
         return await self._send_item(Kind.CUSTOM, data, urgent)
 
     async def _send_item(self, kind: str, data: bytes, urgent: bool | None = None) -> ExchangeResult:
-        fut: asyncio.Future[ExchangeResult] = asyncio.get_running_loop().create_future()
-        if self._stopping or not self._enqueue(_Item(kind, data, fut, urgent)):
-            return ExchangeResult(Outcome.ABANDONED, kind, None, 0, None, b"")
-        return await fut
+        return await self._post(kind, data, urgent)
 
     async def send_fire_alarm(self, *, manual: bool = False) -> ExchangeResult:
         return await self.send(Kind.MANUAL if manual else Kind.FIRE)
@@ -692,6 +723,10 @@ class SimulatedUitd:
 
     async def send_uitd_status(self) -> ExchangeResult:
         return await self.send(Kind.UITD)
+
+    async def send_power_fault(self, *, backup: bool = False) -> ExchangeResult:
+        """The UITD's own main (or backup) power fault, type 21; latched until an init."""
+        return await self.send(Kind.BACKUP_POWER if backup else Kind.MAIN_POWER)
 
     async def send_analog(self) -> ExchangeResult:
         return await self.send(Kind.ANALOG)
@@ -746,6 +781,7 @@ class SimulatedUitd:
                 self._clock_offset = round((obj.time.value - datetime.now()).total_seconds())
             elif kind == 89:
                 self._fire = self._fault = -1
+                self._power = 0
                 self._ops = None
             elif kind == 91 and self.settings.duty_answer_delay is not None:
                 self._schedule(Kind.DUTY, self.settings.duty_answer_delay)

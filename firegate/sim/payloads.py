@@ -46,6 +46,8 @@ class Kind(StrEnum):
     STATUS = "status"  # type 1, the fire alarm system's status
     UITD = "uitd"  # type 21, the UITD's own status
     ANALOG = "analog"  # type 3, an analog value
+    MAIN_POWER = "main_power"  # type 21, the UITD's main power failed (bit 3; a district blackout)
+    BACKUP_POWER = "backup_power"  # type 21, the UITD's backup power failed (bit 4)
     HEARTBEAT = "heartbeat"  # cmd 2 with an empty data unit
     DUTY = "duty"  # type 24 bit 5, the answer to a duty check (查岗应答)
     CUSTOM = "custom"  # caller-supplied data unit
@@ -59,6 +61,8 @@ MIX_KINDS: tuple[Kind, ...] = (
     Kind.STATUS,
     Kind.UITD,
     Kind.ANALOG,
+    Kind.MAIN_POWER,
+    Kind.BACKUP_POWER,
     Kind.HEARTBEAT,
 )
 URGENT_KINDS = frozenset({Kind.FIRE, Kind.MANUAL})  # GB 26875.1 §4.1.2.3: fire goes first
@@ -66,6 +70,9 @@ URGENT_KINDS = frozenset({Kind.FIRE, Kind.MANUAL})  # GB 26875.1 §4.1.2.3: fire
 FIRE_ALARM_SYSTEM = (1, 1)  # (system type, system address): the building's fire alarm system
 SELF_TEST = 1 << 4  # UITD operation bit 4 (自检)
 DUTY_ANSWERED = 1 << 5  # UITD operation bit 5 (查岗应答)
+MAIN_POWER_FAULT = 1 << 3  # UITD status bit 3 (主电故障)
+BACKUP_POWER_FAULT = 1 << 4  # UITD status bit 4 (备电故障)
+POWER_FAULT_BITS = {Kind.MAIN_POWER: MAIN_POWER_FAULT, Kind.BACKUP_POWER: BACKUP_POWER_FAULT}
 
 
 class Component(NamedTuple):

@@ -21,8 +21,9 @@ from firegate.bus.events import (
     parse_event,
 )
 from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings
-from firegate.bus.normalize import MemoryStatusMemory, Normalizer
+from firegate.bus.kvmemory import MemoryStatusMemory
 from firegate.codecs.gb26875 import DataUnitError, parse_frame
+from firegate.ingest.normalize import Normalizer
 from tests.jsonformats import FORMATS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +169,9 @@ async def test_what_the_normalizer_makes_of_golden_frames_validates() -> None:
             continue
         if unit is None:
             continue
-        out = await normalizer.normalize(str(frame.source), frame, unit, received)
+        out = await normalizer.normalize(
+            str(frame.source), unit, frame_time=frame.time.value, raw=frame.raw, received_at=received
+        )
         for event in out.events:
             data = wire(event)
             for name in (f"{event.type}.json", "event.json"):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from firegate.gateway.server import Gateway, GatewayOptions
-from firegate.gateway.sink import MemorySink
+from tests.gateway.standalone import make_gateway, serve
 
 
 def quick_options(**changes: object) -> GatewayOptions:
@@ -30,8 +30,8 @@ def options() -> GatewayOptions:
 
 @pytest.fixture
 async def gateway(options: GatewayOptions) -> AsyncIterator[Gateway]:
-    gw = Gateway(options, MemorySink())
-    task = asyncio.create_task(gw.serve())
+    gw = make_gateway(options)
+    task = asyncio.create_task(serve(gw))
     await asyncio.wait_for(gw.ready.wait(), 5)
     try:
         yield gw

@@ -22,9 +22,11 @@ from firegate.codecs.gb26875 import (
     parse_frame,
 )
 from firegate.gateway.server import Gateway, GatewayOptions
-from firegate.gateway.sink import MemorySink
+from firegate.ingest import IngestSettings
+from firegate.ingest.sink import MemorySink
 from tests.gateway.client import CENTER, Uitd
 from tests.gateway.conftest import quick_options
+from tests.gateway.standalone import make_gateway, serve
 
 
 def fire(i: int = 1) -> ComponentStatus:
@@ -32,8 +34,8 @@ def fire(i: int = 1) -> ComponentStatus:
 
 
 def sink_of(gw: Gateway) -> MemorySink:
-    assert isinstance(gw.sink, MemorySink)
-    return gw.sink
+    assert isinstance(gw.ingest.sink, MemorySink)
+    return gw.ingest.sink
 
 
 async def test_confirm_has_the_same_serial_and_is_addressed_back(gateway: Gateway) -> None:
@@ -189,8 +191,8 @@ async def test_duty_check_answered(gateway: Gateway) -> None:
 
 
 async def test_clock_sync_on_connect() -> None:
-    gw = Gateway(GatewayOptions(host="127.0.0.1", port=0, confirm_timeout=1, retries=0), MemorySink())
-    task = asyncio.create_task(gw.serve())
+    gw = make_gateway(GatewayOptions(host="127.0.0.1", port=0, confirm_timeout=1, retries=0))
+    task = asyncio.create_task(serve(gw))
     await gw.ready.wait()
     dev = await Uitd(15).connect(gw.port or 0)
     await dev.send(dev.frame())
@@ -303,8 +305,8 @@ async def test_udp_device_is_confirmed(gateway: Gateway) -> None:
 
 
 async def test_stop_drains_and_closes(options: GatewayOptions) -> None:
-    gw = Gateway(options, MemorySink())
-    task = asyncio.create_task(gw.serve())
+    gw = make_gateway(options)
+    task = asyncio.create_task(serve(gw))
     await gw.ready.wait()
     dev = await Uitd(40).connect(gw.port or 0)
     await dev.exchange(dev.frame())
@@ -318,8 +320,8 @@ async def test_daily_clock_sync(options: GatewayOptions) -> None:
     from datetime import datetime, timedelta
 
     options.clock_sync_daily_at = (datetime.now() + timedelta(seconds=1.5)).time()
-    gw = Gateway(options, MemorySink())
-    task = asyncio.create_task(gw.serve())
+    gw = make_gateway(options)
+    task = asyncio.create_task(serve(gw))
     await gw.ready.wait()
     dev = await Uitd(50).connect(gw.port or 0)
     await dev.exchange(dev.frame())
@@ -341,6 +343,55 @@ async def test_fire_alarm_overtakes_queued_status_frames(gateway: Gateway) -> No
     alarm_serial = parse_frame(alarm).serial
     assert order.index(alarm_serial) <= 1  # behind at most the frame already being stored
     await dev.close()
+
+
+async def test_a_fire_overtakes_other_connections_queued_frames(options: GatewayOptions) -> None:
+    """Fires go first across the whole process: 30 devices' status frames wait for a slow
+    store, then a fire arrives on another connection and is stored in the very next batch."""
+    sink = MemorySink()
+    gw = make_gateway(options, sink, settings=IngestSettings(max_batch=5, max_in_flight=1))
+    task = asyncio.create_task(serve(gw))
+    await asyncio.wait_for(gw.ready.wait(), 5)
+    devices = [await Uitd(7000 + i).connect(gw.port or 0) for i in range(31)]
+    for dev in devices:
+        await dev.exchange(dev.frame())  # online, so the next frames are status work
+    sink.delay = 0.1
+    for i, dev in enumerate(devices[:30]):
+        await dev.send(dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]))
+    await asyncio.sleep(0.05)  # every status frame read and waiting in ingest
+    stored_before = len(sink.events)
+    await devices[30].send(devices[30].frame(2, [fire(70)]))
+    assert (await devices[30].next_frame(timeout=5)).command == Command.CONFIRM
+    # stored behind at most the batch already being stored when it came (5 reports)
+    assert len([e for e in sink.events if e.kind == "status"]) - stored_before <= 5
+    for dev in devices:
+        await dev.close()
+    gw.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_connected_devices_go_before_a_reconnect_storm(options: GatewayOptions) -> None:
+    """A device's first frame on a new connection (its online event) waits behind the frames of
+    devices already connected: a reconnect storm cannot starve them."""
+    sink = MemorySink()
+    gw = make_gateway(options, sink, settings=IngestSettings(max_batch=10, max_in_flight=1))
+    task = asyncio.create_task(serve(gw))
+    await asyncio.wait_for(gw.ready.wait(), 5)
+    old = await Uitd(8000).connect(gw.port or 0)
+    await old.exchange(old.frame())
+    sink.delay = 0.05
+    storm = [await Uitd(8100 + i).connect(gw.port or 0) for i in range(40)]
+    for dev in storm:
+        await dev.send(dev.frame())  # first words: link work, 4 batches of it
+    await asyncio.sleep(0.05)
+    await old.send(old.frame(1, [SystemStatus(1, 1, 0b10001, TimeTag.now())]))
+    assert (await old.next_frame(timeout=5)).command == Command.CONFIRM
+    online_first = sum(isinstance(e, DeviceOnline) and e.device != "8000" for e in sink.events)
+    assert online_first <= 20  # the batch in flight and at most one more, not all 40
+    for dev in [old, *storm]:
+        await dev.close()
+    gw.stop()
+    await asyncio.wait_for(task, 10)
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,10 @@ from firegate.bus.spool import Spool
 from firegate.codecs.gb26875 import Command, ComponentStatus, FrameError, TimeTag, build_frame
 from firegate.gateway import metrics
 from firegate.gateway.server import Gateway, GatewayOptions
-from firegate.gateway.sink import MemorySink
+from firegate.ingest.sink import MemorySink
 from tests.gateway.client import CENTER, Uitd
 from tests.gateway.conftest import quick_options
+from tests.gateway.standalone import make_gateway, serve
 from tests.natsserver import nats_client, running_nats_server, wait_until
 
 SKEW = "firegate_gateway_device_clock_skew_seconds_count"
@@ -38,8 +39,8 @@ def fire(i: int = 1) -> ComponentStatus:
 
 
 def sink_of(gw: Gateway) -> MemorySink:
-    assert isinstance(gw.sink, MemorySink)
-    return gw.sink
+    assert isinstance(gw.ingest.sink, MemorySink)
+    return gw.ingest.sink
 
 
 def records_of(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
@@ -176,7 +177,7 @@ async def test_log_lines_carry_device_and_serial(
         raise RuntimeError("a bad point")
 
     normalize = sample("firegate_gateway_decode_errors_total", reason="normalize")
-    monkeypatch.setattr(gateway.normalizer, "normalize", broken)
+    monkeypatch.setattr(gateway.ingest.normalizer, "normalize", broken)
     assert (await dev.exchange(dev.frame(2, [fire(2)], serial=79))).command == Command.CONFIRM
     assert sample("firegate_gateway_decode_errors_total", reason="normalize") == normalize + 1
     (line,) = records_of(caplog, "normalizing failed")
@@ -218,9 +219,9 @@ async def spooling_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Spool
         Spool(tmp_path / "spool") as spool,
         Publisher(nc, spool, FAST) as publisher,
     ):
-        gw = Gateway(GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False),
-                     JetStreamSink(publisher))
-        task = asyncio.create_task(gw.serve())
+        gw = make_gateway(GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False),
+                          JetStreamSink(publisher))
+        task = asyncio.create_task(serve(gw))
         await asyncio.wait_for(gw.ready.wait(), 5)
         try:
             yield gw, spool, publisher, nc

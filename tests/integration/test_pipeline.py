@@ -13,7 +13,6 @@ from nats.aio.client import Client as NATS
 
 from firegate.bus.jetstream import StreamSettings, ensure_kv, ensure_stream
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
-from firegate.bus.normalize import Normalizer
 from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
@@ -21,6 +20,7 @@ from firegate.bus.spool import Spool
 from firegate.codecs.gb26875 import Command, ComponentStatus, TimeTag
 from firegate.gateway.server import Gateway, GatewayOptions
 from tests.gateway.client import Uitd
+from tests.gateway.standalone import make_gateway, serve
 from tests.natsserver import nats_client, running_nats_server
 
 
@@ -31,11 +31,9 @@ async def gateway_on(nc: NATS, spool_dir: Path, **opts: object) -> AsyncIterator
     kv = await ensure_kv(js, BUCKET)
     async with Spool(spool_dir) as spool, Publisher(nc, spool, PublisherSettings(retry_for=0.5)) as pub:
         options = GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False, **opts)  # type: ignore[arg-type]
-        gw = Gateway(
-            options, JetStreamSink(pub), normalizer=Normalizer(KvStatusMemory(kv, lambda: nc.is_connected))
-        )
+        gw = make_gateway(options, JetStreamSink(pub), memory=KvStatusMemory(kv, lambda: nc.is_connected))
         async with asyncio.TaskGroup() as tg:
-            serving = tg.create_task(gw.serve())
+            serving = tg.create_task(serve(gw))
             replayer = tg.create_task(pub.run_replayer())
             await asyncio.wait_for(gw.ready.wait(), 5)
             try:

@@ -16,8 +16,8 @@ from nats.aio.client import Client as NATS
 from firegate.codecs.gb26875 import Command, TimeTag, UitdStatus, answer
 from firegate.gateway.remote import CommandServer, request
 from firegate.gateway.server import Gateway, GatewayOptions
-from firegate.gateway.sink import MemorySink
 from tests.gateway.client import Uitd
+from tests.gateway.standalone import make_gateway, serve
 from tests.natsserver import nats_client, running_nats_server
 
 FIREGATE = str(Path(sys.executable).with_name("firegate"))
@@ -26,14 +26,13 @@ FIREGATE = str(Path(sys.executable).with_name("firegate"))
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[NATS, Gateway, str]]:
     async with running_nats_server(tmp_path / "nats") as server, nats_client(server.url) as nc:
-        gw = Gateway(
+        gw = make_gateway(
             GatewayOptions(
                 host="127.0.0.1", port=0, clock_sync_on_connect=False, confirm_timeout=1.0, retries=1
-            ),
-            MemorySink(),
+            )
         )
         async with asyncio.TaskGroup() as tg:
-            serving = tg.create_task(gw.serve())
+            serving = tg.create_task(serve(gw))
             commands = tg.create_task(CommandServer(nc, gw).run())
             await gw.ready.wait()
             yield nc, gw, server.url

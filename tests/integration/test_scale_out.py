@@ -16,8 +16,9 @@ from nats.aio.client import Client as NATS
 from firegate.bus.events import DeviceOffline, DeviceOnline
 from firegate.gateway.remote import CommandServer
 from firegate.gateway.server import Gateway, GatewayOptions
-from firegate.gateway.sink import MemorySink
+from firegate.ingest.sink import MemorySink
 from tests.gateway.client import Uitd
+from tests.gateway.standalone import make_gateway, serve
 from tests.natsserver import nats_client, running_nats_server, wait_until
 
 IDLE = 1.0  # gb26875.idle_timeout, shortened
@@ -30,9 +31,9 @@ async def gateway(nc: NATS, **options: Any) -> AsyncIterator[tuple[Gateway, Memo
         host="127.0.0.1", port=0, clock_sync_on_connect=False, idle_timeout=IDLE, sweep_interval=0.1,
         **options,
     )
-    gw = Gateway(options, sink)
+    gw = make_gateway(options, sink)
     async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(gw.serve())
+        serving = tg.create_task(serve(gw))
         commands = tg.create_task(CommandServer(nc, gw).run())
         await gw.ready.wait()
         try:

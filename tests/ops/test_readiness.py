@@ -10,9 +10,8 @@ from types import SimpleNamespace
 
 from firegate.app import _Readiness
 from firegate.bus.spool import Record, Spool, encode_record
-from firegate.gateway.server import Gateway
-from firegate.gateway.sink import MemorySink
 from tests.gateway.conftest import quick_options
+from tests.gateway.standalone import make_gateway, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,11 +31,11 @@ def test_nats_check_follows_the_connection() -> None:
 async def test_listener_check_bound_only_while_serving(tmp_path: Path) -> None:
     up = _Readiness()
     assert up.listener() == (False, "starting")
-    gateway = Gateway(quick_options(), MemorySink())
+    gateway = make_gateway(quick_options())
     async with Spool(tmp_path / "spool", max_bytes=1000) as spool:
         up.attach_gateway(gateway, spool, 1000)
         assert up.listener() == (False, "starting")  # attached before serve() binds
-        task = asyncio.create_task(gateway.serve())
+        task = asyncio.create_task(serve(gateway))
         try:
             await asyncio.wait_for(gateway.ready.wait(), 5)
             assert up.listener() == (True, "bound")
@@ -57,7 +56,7 @@ async def test_spool_check_fails_before_the_spool_refuses_frames(tmp_path: Path)
     up = _Readiness()
     assert up.spool() == (False, "starting")
     async with Spool(tmp_path / "spool", max_bytes=limit) as spool:
-        up.attach_gateway(Gateway(quick_options(), MemorySink()), spool, limit)
+        up.attach_gateway(make_gateway(quick_options()), spool, limit)
         assert up.spool() == (True, f"0 of {limit} bytes pending")
         n = 0
         while up.spool()[0]:
@@ -86,7 +85,7 @@ def sized(n: int, total: int) -> Record:
 async def test_spool_check_threshold_is_90_percent_of_the_limit(tmp_path: Path) -> None:
     async with Spool(tmp_path / "spool", max_bytes=100_000) as spool:
         up = _Readiness()
-        up.attach_gateway(Gateway(quick_options(), MemorySink()), spool, 100_000)
+        up.attach_gateway(make_gateway(quick_options()), spool, 100_000)
         await spool.append(sized(0, 89_999))
         assert spool.pending_bytes == 89_999
         assert up.spool() == (True, "89999 of 100000 bytes pending")

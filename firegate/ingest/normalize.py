@@ -1,17 +1,19 @@
-"""Decoded GB/T 26875.3 data units -> typed events.
+"""The standard's information objects -> typed events, for every input.
 
-Fire: any status object with the fire bit is a fire alarm, every time (never edge-suppressed; the
-id dedupes retransmissions). Faults and other status bits are edge-detected against the last
-known state per point, so a repeated status raises nothing new. The new state is returned with
+A UITD's data units, a panel dialect's and a sensor codec's are all mapped onto GB/T 26875.3's
+information objects, so this one normalizer serves them all. Fire (`priority.is_fire`) is a fire
+alarm every time (never edge-suppressed; the id dedupes retransmissions). Faults and other status
+bits are edge-detected against the last known state per point, so a repeated status raises
+nothing new. The new state is returned with
 the events and must be committed only after the events are durably stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from firegate.bus.events import (
     AnalogReading,
@@ -25,12 +27,12 @@ from firegate.bus.events import (
     StatusChanged,
     event_id,
 )
+from firegate.bus.kvmemory import PointState, StatusMemory
 from firegate.codecs.gb26875 import (
     AnalogValue,
     ComponentStatus,
     DataUnit,
     FacilityOperation,
-    Frame,
     InfoObject,
     SystemStatus,
     UitdOperation,
@@ -49,6 +51,7 @@ from firegate.codecs.gb26875.tables import (
     zh_of,
 )
 from firegate.codecs.gb26875.timetag import TimeTag
+from firegate.ingest.priority import UITD_MANUAL_ALARM, is_fire
 
 # Status bits that are faults (raised/cleared), per object kind; the rest are plain status.
 FAULT_CONDITIONS: dict[type[InfoObject], tuple[str, ...]] = {
@@ -69,45 +72,12 @@ _SOURCES: dict[type[InfoObject], AlarmSource] = {
     ComponentStatus: "component",
     UitdStatus: "uitd",
 }
-UITD_MANUAL_ALARM = 0b100
-
-
-@dataclass(frozen=True, slots=True)
-class PointState:
-    status: int
-    since: datetime  # when each currently-set bit was last raised (approximate: last change)
-
-
-class StatusMemory(Protocol):
-    """Last known status per point. Shared (JetStream KV) in production so restarts neither
-    forget nor re-raise."""
-
-    async def get_many(self, keys: list[str]) -> dict[str, PointState]: ...
-
-    async def put_many(self, states: Mapping[str, PointState]) -> None: ...
-
-
-class MemoryStatusMemory:
-    """An in-process StatusMemory for tests and single-process runs without NATS KV."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, PointState] = {}
-
-    async def get_many(self, keys: list[str]) -> dict[str, PointState]:
-        return {k: self.states[k] for k in keys if k in self.states}
-
-    async def put_many(self, states: Mapping[str, PointState]) -> None:
-        self.states.update(states)
 
 
 @dataclass(slots=True)
 class Normalized:
     events: list[Envelope] = field(default_factory=list)
     states: dict[str, PointState] = field(default_factory=dict)
-
-    @property
-    def has_fire(self) -> bool:
-        return any(isinstance(e, FireAlarm) for e in self.events)
 
 
 def point_key(device: str, type_flag: int, obj: InfoObject) -> str:
@@ -142,11 +112,11 @@ def _point(device: str, obj: InfoObject, location_of: LocationLookup | None) -> 
     )
 
 
-def _occurred(obj: InfoObject, frame_time: TimeTag) -> datetime | None:
+def _occurred(obj: InfoObject, frame_time: datetime | None) -> datetime | None:
     tag = getattr(obj, "time", None)
     if isinstance(tag, TimeTag) and tag.value is not None:
         return tag.value
-    return frame_time.value
+    return frame_time
 
 
 class Normalizer:
@@ -164,11 +134,19 @@ class Normalizer:
         self.origin = origin
 
     async def normalize(
-        self, device: str, frame: Frame, unit: DataUnit, received_at: datetime | None = None
+        self,
+        device: str,
+        unit: DataUnit,
+        *,
+        frame_time: datetime | None,
+        raw: bytes,
+        received_at: datetime | None = None,
     ) -> Normalized:
+        """``frame_time``: when the device says it sent the whole report (objects without a
+        time tag of their own take it); ``raw``: the report as received, kept in the events."""
         received = received_at or datetime.now(UTC)
         site = self.site_of(device)
-        raw_hex = frame.raw.hex()
+        raw_hex = raw.hex()
         out = Normalized()
         spans = object_bytes(unit)
         status_keys = [
@@ -185,7 +163,7 @@ class Normalizer:
             "raw": raw_hex,
         }
         for obj, own in zip(unit.objects, spans, strict=True):
-            occurred = _occurred(obj, frame.time)
+            occurred = _occurred(obj, frame_time)
             point = _point(device, obj, self.location_of)
 
             def eid(suffix: str, obj_bytes: bytes = own) -> str:
@@ -267,7 +245,7 @@ class Normalizer:
         test = obj.test_mode
         flags = obj.status_flags
         names = obj.STATUS_BITS
-        if obj.fire:
+        if is_fire(obj):
             source: AlarmSource = _SOURCES[type(obj)]
             manual = isinstance(obj, ComponentStatus) and obj.component_type == MANUAL_CALL_POINT
             out.events.append(
