@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from hypothesis import strategies as st
@@ -13,7 +14,39 @@ from firegate.codecs.gb26875.structs import BODIES
 from firegate.codecs.gb26875.text import decode_text
 
 u8 = st.integers(0, 255)
-time_tags = st.binary(min_size=6, max_size=6).map(TimeTag.from_bytes)
+time_tags = st.one_of(
+    st.binary(min_size=6, max_size=6).map(TimeTag.from_bytes),  # mostly not a date
+    st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31, 23, 59, 59))
+    .map(lambda when: when.replace(microsecond=0))
+    .map(TimeTag.from_datetime),
+    st.just(TimeTag.from_bytes(bytes(6))),  # the all-zero tag real devices send
+)
+
+# Text fields as devices send them: GB18030 text padded with NULs (SF), spaces then a NUL (VEN),
+# NUL then leftover garbage (DG), pure ASCII, and arbitrary bytes (invalid sequences included).
+_TEXT_CHARS = st.sampled_from("1号楼大厅感烟探测器手动报警按钮消火栓区层 -#ABCxyz09")
+
+
+def texts(size: int | None) -> st.SearchStrategy[bytes]:
+    """Raw text fields: `size` bytes exactly, or (None) 0 to 60 bytes."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        limit = size if size is not None else draw(st.integers(0, 60))
+        kind = draw(st.sampled_from(["text", "ascii", "garbage_after_nul", "random"]))
+        if kind == "random":
+            return draw(st.binary(min_size=limit, max_size=limit))
+        if kind == "ascii":
+            head = draw(st.binary(max_size=limit).map(lambda b: bytes(c & 0x7F for c in b)))
+        else:
+            head = draw(st.text(_TEXT_CHARS, max_size=limit)).encode("gb18030")[:limit]
+        pad = draw(st.sampled_from([b"\x00", b" ", b" \x00", b"\xff"]))
+        if kind == "garbage_after_nul":
+            pad = b"\x00" + draw(st.binary(min_size=limit, max_size=limit))
+        return (head + pad * limit)[:limit]
+
+    return build()
+
 
 _FORMATS = {
     "B": u8,
@@ -31,10 +64,12 @@ def _field_strategy(sub: Any) -> st.SearchStrategy[Any]:
         return _FORMATS[inner.fmtstr[1:]]
     if isinstance(inner, Bytes) and inner.length == 6:
         return time_tags
+    if isinstance(inner, Bytes) and sub.name == "description":
+        return texts(inner.length)
     if isinstance(inner, Bytes):
         return st.binary(min_size=inner.length, max_size=inner.length)
     if isinstance(inner, Prefixed):
-        return st.binary(max_size=60)
+        return texts(None)
     raise AssertionError(f"no strategy for {sub}")
 
 

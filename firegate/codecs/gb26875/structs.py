@@ -3,7 +3,8 @@
 Byte order is little-endian throughout (STD §6.6). The checksum is not part of these structs'
 logic on purpose: Construct's `Checksum` cannot be compiled, and the framer validates it anyway.
 `fastpath.py` derives `struct` formats from the flat definitions here, so the hot path and this
-file cannot drift apart (the tests also parse every golden frame both ways).
+file cannot drift apart, and `reference.py` runs these definitions as a decoder: the oracle the
+hot path is tested against (golden frames, and hypothesis-generated units, frames and bytes).
 """
 
 from __future__ import annotations

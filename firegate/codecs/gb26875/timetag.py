@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time as _time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +25,7 @@ class TimeTag:
             value: datetime | None = datetime(2000 + y, mo, d, h, mi, s)
         except ValueError:
             value = None
-        tag = cls(bytes(raw), value)
+        tag = TimeTag(bytes(raw), value) if cls is TimeTag else cls(bytes(raw), value)
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
         _CACHE[tag.raw] = tag
@@ -40,7 +41,14 @@ class TimeTag:
     @classmethod
     def now(cls) -> TimeTag:
         # Devices and centers use local time (China Standard Time in practice), no zone on the wire.
-        return cls.from_datetime(datetime.now().replace(microsecond=0))
+        # Every answer carries one: the tag is made once per wall-clock second.
+        global _now_second, _now_tag
+        second = int(_time.time())
+        if second == _now_second and _now_tag is not None:
+            return _now_tag
+        tag = cls.from_datetime(datetime.fromtimestamp(second))
+        _now_second, _now_tag = second, tag
+        return tag
 
     @property
     def valid(self) -> bool:
@@ -62,3 +70,5 @@ class TimeTag:
 # Tags repeat (every frame of one second shares one); a small cache spares a datetime per object.
 _CACHE: dict[bytes, TimeTag] = {}
 _CACHE_MAX = 2048
+_now_second = -1  # the epoch second `_now_tag` stands for
+_now_tag: TimeTag | None = None
