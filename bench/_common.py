@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 FIREGATE = str(Path(sys.executable).with_name("firegate"))
 
@@ -64,10 +65,17 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_firegate(workdir: Path, **env: str) -> tuple[subprocess.Popen[bytes], int, int]:
+class Started(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    gb: int  # the UITD port
+    nats: int  # the embedded nats-server's port
+    http: int  # metrics and health
+
+
+def start_firegate(workdir: Path, **env: str) -> Started:
     """`firegate run` in its own session, data and log in `workdir`, on free private ports, at log
-    level WARNING; `env` adds or overrides FIREGATE_* settings. Returns (process, UITD port, NATS
-    port) once /readyz answers; exits the bench with the log's tail if it does not within 30 s."""
+    level WARNING; `env` adds or overrides FIREGATE_* settings. Returns once /readyz answers;
+    exits the bench with the log's tail if it does not within 30 s."""
     gb, http, nats = free_port(), free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     full = clean_env(
@@ -89,7 +97,7 @@ def start_firegate(workdir: Path, **env: str) -> tuple[subprocess.Popen[bytes], 
             contextlib.suppress(OSError),
             urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=1),
         ):
-            return proc, gb, nats
+            return Started(proc, gb, nats, http)
         if proc.poll() is not None:
             break
         time.sleep(0.1)
@@ -119,3 +127,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # whatever of the session is left
     proc.wait()
+
+
+def scrape(http: int, *names: str) -> dict[str, float]:
+    """The samples of these metric names (with their labels) from firegate's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(names):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out

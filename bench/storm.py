@@ -55,7 +55,7 @@ from typing import Any, TextIO, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import child_pid, clean_env, cpu_seconds, free_port, start_firegate, stop, wait_port
+from _common import child_pid, clean_env, cpu_seconds, free_port, scrape, start_firegate, stop, wait_port
 
 from firegate.sim.report import percentiles
 from firegate.sim.storm import StoredEvent, StormReport, audit_stored, run_storm
@@ -328,12 +328,13 @@ async def bench_firegate(workdir: Path, args: argparse.Namespace) -> dict[str, A
         if args.dispatch119:
             fake, url, posts = start_fake119(workdir)
             env["FIREGATE_DISPATCH119__URL"] = url
-        proc, gb, nats_port = start_firegate(workdir, **env)
+        proc, gb, nats_port, http = start_firegate(workdir, **env)
         try:
             pids = {"gateway": proc.pid, "nats": child_pid(proc.pid, "nats-server")}
             fire_kind = "manual" if args.dispatch119 else args.fire_kind
             nats_url = f"nats://127.0.0.1:{nats_port}"
             out = await storm_against("firegate", gb, nats_url, pids, workdir, args, fire_kind, posts)
+            out["sync_writes"] = sync_writes(http)
         finally:
             stop(proc)
         out["log"] = log_summary(workdir / "firegate.log")
@@ -341,6 +342,21 @@ async def bench_firegate(workdir: Path, args: argparse.Namespace) -> dict[str, A
     finally:
         if fake is not None:
             stop(fake)
+
+
+def sync_writes(http: int) -> dict[str, float]:
+    """Synchronous (fsync'd) writes firegate asked of JetStream over the whole run, per confirmed
+    frame (heartbeats included): the group commit's effect."""
+    samples = scrape(http, "firegate_store_writes_total", "firegate_gateway_replies_sent_total")
+    stream = samples.get('firegate_store_writes_total{store="stream"}', 0.0)
+    status = samples.get('firegate_store_writes_total{store="status"}', 0.0)
+    confirms = samples.get('firegate_gateway_replies_sent_total{command="confirm"}', 0.0)
+    return {
+        "stream": stream,
+        "status": status,
+        "confirms": confirms,
+        "per_confirm": round((stream + status) / confirms, 4) if confirms else 0.0,
+    }
 
 
 async def bench_baseline(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -19,13 +19,14 @@ from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
-from firegate.config import ROLES, Settings, parse_host_port
+from firegate.config import ROLES, Role, Settings, parse_host_port
 from firegate.errors import StartupError
 from firegate.forwarders.courier import Courier, couriers_readiness, ensure_dead_letter_stream
 from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
 from firegate.forwarders.faults import FaultTracker
 from firegate.forwarders.incident import Policy
 from firegate.forwarders.lifecycle import Lifecycle, site_info_lookup
+from firegate.forwarders.precedence import Precedence
 from firegate.forwarders.routes import dispatch_couriers, fault_couriers
 from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
 from firegate.forwarders.store import AlarmStore
@@ -35,7 +36,7 @@ from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ingest import Ingest
 from firegate.ingest.normalize import Normalizer
 from firegate.ops.http import Check, HealthServer
-from firegate.ops.limits import raise_nofile_limit
+from firegate.ops.limits import DataDirInUse, DataDirLock, calm_garbage_collector, raise_nofile_limit
 from firegate.sites import LiveSites
 
 log = logging.getLogger("firegate")
@@ -122,13 +123,22 @@ class _Readiness:
         self._nc: NATS | None = None
         self._gateway: Gateway | None = None
         self._spool: Spool | None = None
+        self._publisher: Publisher | None = None
         self._limit = 0
 
     def attach_nats(self, nc: NATS) -> None:
         self._nc = nc
 
-    def attach_gateway(self, gateway: Gateway, spool: Spool, limit: int) -> None:
-        self._gateway, self._spool, self._limit = gateway, spool, limit
+    def attach_gateway(
+        self, gateway: Gateway, spool: Spool, limit: int, publisher: Publisher | None = None
+    ) -> None:
+        self._gateway, self._spool, self._limit, self._publisher = gateway, spool, limit, publisher
+
+    def store(self) -> tuple[bool, str]:
+        """Can this process store events (a writable stream), or is it spooling?"""
+        if self._publisher is None:
+            return False, "starting"
+        return self._publisher.storing()
 
     def nats(self) -> tuple[bool, str]:
         ok = self._nc is not None and self._nc.is_connected
@@ -228,6 +238,24 @@ async def run(settings: Settings) -> None:
         await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     except OSError as e:
         raise StartupError("data_dir", str(data_dir), f"cannot create it: {e.strerror or e}") from e
+    lock = DataDirLock(data_dir)
+    if "gateway" in roles or settings.nats.embedded:  # the spool, or the embedded server's store
+        try:
+            lock.acquire()
+        except DataDirInUse as e:
+            raise StartupError("data_dir", str(data_dir), str(e)) from e
+        except OSError as e:
+            raise StartupError("data_dir", str(data_dir), f"cannot lock it: {e.strerror or e}") from e
+    try:
+        await _run_locked(settings, roles, stop, data_dir)
+    finally:
+        lock.release()
+
+
+async def _run_locked(
+    settings: Settings, roles: set[Role], stop: asyncio.Event, data_dir: Path
+) -> None:
+    loop = asyncio.get_running_loop()
     if "gateway" in roles:
         log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
     sites = LiveSites(settings.sites)
@@ -257,6 +285,7 @@ async def run(settings: Settings) -> None:
     if "gateway" in roles:
         health.add_check("gb26875_listener", up.listener)
         health.add_check("spool", up.spool)
+        health.add_check("store", up.store)
     # the other roles' services exist only once NATS is up; their checks answer "starting" till then
     late = _LateChecks()
     for role, names in (("lifecycle", ("alarm_lifecycle", "fault_tracker")), ("forwarders", ("forwarders",))):
@@ -286,6 +315,7 @@ async def run(settings: Settings) -> None:
             except StreamConfigError as e:
                 raise _stream_refused(e, stream) from e
             async with asyncio.TaskGroup() as tg:
+                precedence = Precedence()  # this process's fire work goes before its fault work
                 consumers: list[asyncio.Task[object]] = []
                 gateway: Gateway | None = None
                 serving: asyncio.Task[None] | None = None
@@ -313,7 +343,7 @@ async def run(settings: Settings) -> None:
                     options.known_devices = registered()
                     gateway = Gateway(options, ingest, site_of=site_of)
                     gateways.append(gateway)
-                    up.attach_gateway(gateway, spool, settings.bus.spool_max_bytes)
+                    up.attach_gateway(gateway, spool, settings.bus.spool_max_bytes, pub)
                     serving = tg.create_task(_serve(gateway, settings))
                     await _listening(gateway, serving)
                     commands = tg.create_task(CommandServer(nc, gateway).run())
@@ -332,6 +362,7 @@ async def run(settings: Settings) -> None:
                         stream=settings.bus.stream,
                         retention=settings.alarms.retention,
                         catch_up=settings.alarms.catch_up,
+                        precedence=precedence,
                     )
                     ready = _event_check(lifecycle.ready, "consuming", "starting")
                     late.bind("alarm_lifecycle", ready)
@@ -341,16 +372,20 @@ async def run(settings: Settings) -> None:
                         await ensure_kv(js, FAULTS_BUCKET, replicas=replicas),
                         stream=settings.bus.stream,
                         catch_up=settings.alarms.catch_up,
+                        precedence=precedence,
                     )
                     late.bind("fault_tracker", _event_check(tracker.ready, "consuming", "starting"))
                     consumers.append(tg.create_task(tracker.run(), name="fault tracker"))
                 if "forwarders" in roles:
                     await ensure_dead_letter_stream(js, replicas)
-                    couriers = dispatch_couriers(js, settings) + fault_couriers(js, settings)
+                    couriers = dispatch_couriers(js, settings, precedence) + fault_couriers(
+                        js, settings, precedence
+                    )
                     late.bind("forwarders", _couriers_check(couriers))
                     if not settings.dispatch119.urls:
                         log.warning("dispatch119.url is not set: confirmed fires go to no 119 endpoint")
                     consumers += [tg.create_task(c.run(), name=f"forwarder {c.label}") for c in couriers]
+                calm_garbage_collector()  # everything started: what exists now lives on
                 await stop.wait()
                 stopping = loop.time()
                 log.info("stopping: draining")

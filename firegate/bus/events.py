@@ -145,6 +145,18 @@ class DeviceOffline(Envelope):
     silent_s: float
 
 
+class DeviceRefused(Envelope):
+    """Frames the site registry does not admit (``gb26875.registry_policy: reject``, or a source
+    network a registered device may not use): not confirmed, the connection closed. Kept so that
+    a real fire from a newly installed, unregistered device is seen rather than lost quietly."""
+
+    kind: Literal["device"] = "device"
+    type: Literal["device_refused"] = "device_refused"
+    peer: str | None = None
+    reason: Literal["unknown_device", "wrong_network"]
+    fire: bool = Field(description="the refused frame carried a fire alarm")
+
+
 class DutyCheckResult(Envelope):
     kind: Literal["device"] = "device"
     type: Literal["duty_check_result"] = "duty_check_result"
@@ -248,6 +260,7 @@ Event = Annotated[
     | DeviceInfo
     | DeviceOnline
     | DeviceOffline
+    | DeviceRefused
     | DutyCheckResult
     | FireConfirmed
     | FireDismissed,
@@ -264,6 +277,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     DeviceInfo,
     DeviceOnline,
     DeviceOffline,
+    DeviceRefused,
     DutyCheckResult,
     FireConfirmed,
     FireDismissed,

@@ -42,8 +42,9 @@ class StatusMemory(Protocol):
     async def get_many(self, keys: list[str]) -> dict[str, PointState]: ...
 
     async def put_many(self, states: Mapping[str, PointState]) -> None:
-        """Remember states whose events are stored. Must not wait on the network: a confirm
-        follows it."""
+        """Remember states whose events are stored: at once, before its first wait (a fire is
+        confirmed before the write completes, and the device's next report must be judged
+        against them), then write them where they are kept, bounded in time."""
         ...
 
 

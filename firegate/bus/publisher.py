@@ -85,6 +85,7 @@ class Publisher:
         self.settings = settings or PublisherSettings()
         self._mux = AckMux(nc)
         self._batching = True
+        self.last_spooled = 0.0  # loop time events last went to the spool instead of JetStream
         # msg ids stored lately, oldest first: a resend is known without a refused batch
         self._stored_ids: OrderedDict[str, float] = OrderedDict()
 
@@ -163,6 +164,15 @@ class Publisher:
             for i in todo:
                 outcomes[i] = PublishOutcome.SPOOLED
         return [o for o in outcomes if o is not None]
+
+    def storing(self) -> tuple[bool, str]:
+        """Does JetStream store what this publisher sends? Not since the last spooling until it
+        acks something again (the replayer's first success counts): the readiness of a gateway
+        whose stream has no leader, or whose NATS is away."""
+        if self.last_spooled == 0.0 or self._mux.last_ack > self.last_spooled:
+            return True, "storing"
+        ago = asyncio.get_running_loop().time() - self.last_spooled
+        return False, f"spooling: JetStream has stored nothing since {ago:.0f} s"
 
     def _answering(self, now: float) -> bool:
         """Did JetStream store anything for us lately? Then a timeout is load, not an outage."""
@@ -272,6 +282,7 @@ class Publisher:
             metrics.publish_result["failed"].inc(len(records))
             raise
         metrics.publish_result["spooled"].inc(len(records))
+        self.last_spooled = asyncio.get_running_loop().time()
         log.warning(
             "NATS did not take %d event(s) within %g s; spooled (first: %s)",
             len(records),

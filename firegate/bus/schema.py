@@ -951,6 +951,19 @@ _EXAMPLES: Final[tuple[dict[str, Any], ...]] = (
         "silent_s": 185.112,
     },
     {
+        "id": "310042.refused.9f3c51d2a07e",
+        "type": "device_refused",
+        "device": "310042",
+        "site": "310042",
+        "occurred_at": "2024-05-17T08:41:10",
+        "received_at": "2024-05-17T00:41:10.207000Z",
+        "raw": "40400700010111290811171105a6bb040000000000000000000000280201020101172a00030000000131"
+        "46e5a4a7e58e85e6849fe7839f00000000000000000000000000000a2908111718f02323",
+        "peer": "10.31.9.80:41877",
+        "reason": "unknown_device",
+        "fire": True,
+    },
+    {
         "id": "74565.duty.1715905934418",
         "type": "duty_check_result",
         "device": "74565",

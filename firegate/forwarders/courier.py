@@ -36,6 +36,7 @@ from firegate.forwarders import metrics as m
 from firegate.forwarders.consumer import subscribe
 from firegate.forwarders.delivery import Delivery, Destination
 from firegate.forwarders.errors import DeliveryError
+from firegate.forwarders.precedence import Precedence
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,12 @@ class Courier:
         on_accepted: Callable[[Delivery], None] | None = None,
         superseded: Callable[[Envelope], bool] | None = None,
         newer: Callable[[Envelope, Envelope], bool] | None = None,
+        precedence: Precedence | None = None,
+        fire: bool = False,
     ) -> None:
         self.js = js
+        self.precedence = precedence or Precedence()
+        self.fire = fire  # delivers fire work (119): ahead of the fault couriers of this process
         self.destination = destination
         self.settings = settings
         self.stream = stream
@@ -286,7 +291,12 @@ class Courier:
                 attempt=attempt,
             )
             try:
-                await self.destination.deliver(delivery)
+                if self.fire:
+                    with self.precedence.fire_work():
+                        await self.destination.deliver(delivery)
+                else:
+                    await self.precedence.yield_to_fires()
+                    await self.destination.deliver(delivery)
             except DeliveryError as e:
                 failure = e
             except Exception as e:  # a destination bug must not lose the event: retry it

@@ -37,6 +37,7 @@ from firegate.bus.events import (
 from firegate.forwarders.consumer import pull_forever, subscribe
 from firegate.forwarders.courier import REPLAY_FOR
 from firegate.forwarders.metrics import fault_repair_seconds, faults_open
+from firegate.forwarders.precedence import Precedence
 from firegate.forwarders.supervise import restarting
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,10 @@ class FaultTracker:
         catch_up: float = 600.0,
         recount: float = 30.0,
         timeout: float = 2.0,
+        precedence: Precedence | None = None,
     ) -> None:
         self.nc = nc
+        self.precedence = precedence or Precedence()  # shared with the process's other consumers
         self.js = nc.jetstream()
         self.kv = kv
         self.stream = stream
@@ -152,6 +155,7 @@ class FaultTracker:
         await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
+        await self.precedence.yield_to_fires()  # a storm's faults wait for its fires
         if REPLAY_FOR in (msg.headers or {}):
             await msg.ack()  # a dead letter replayed for a forwarder: not a new report
             return

@@ -35,6 +35,7 @@ from firegate.forwarders.consumer import pull_forever, subscribe
 from firegate.forwarders.courier import REPLAY_FOR
 from firegate.forwarders.errors import AlarmError
 from firegate.forwarders.incident import Incident, Policy, listing, open_incident
+from firegate.forwarders.precedence import Precedence
 from firegate.forwarders.store import AlarmStore, Conflict
 from firegate.forwarders.supervise import restarting
 
@@ -65,8 +66,10 @@ class Lifecycle:
         publish_timeout: float = 5.0,
         resync: float = 30.0,
         catch_up: float = 600.0,
+        precedence: Precedence | None = None,
     ) -> None:
         self.nc = nc
+        self.precedence = precedence or Precedence()  # shared with the process's other consumers
         self.js = nc.jetstream()
         self.store = store
         self.site_info = site_info
@@ -128,6 +131,10 @@ class Lifecycle:
         await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
+        with self.precedence.fire_work():
+            await self._take_alarm(msg)
+
+    async def _take_alarm(self, msg: Msg) -> None:
         if REPLAY_FOR in (msg.headers or {}):
             await msg.ack()  # a dead letter replayed for a forwarder: not a new report
             return

@@ -31,6 +31,7 @@ from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
 from firegate.forwarders.faults import OpenFault, fault_key
 from firegate.forwarders.http import HttpPoster
 from firegate.forwarders.mqtt import MqttFaultDestination, OpenState
+from firegate.forwarders.precedence import Precedence
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,9 @@ class LatestUpdates:
             self._accepted.popitem(last=False)
 
 
-def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
+def dispatch_couriers(
+    js: JetStreamContext, settings: Settings, precedence: Precedence | None = None
+) -> list[Courier]:
     d = settings.dispatch119
     out = []
     for url in d.urls:
@@ -135,6 +138,8 @@ def dispatch_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]
                 on_accepted=latest.accepted,
                 superseded=latest.superseded,
                 newer=latest.newer,
+                precedence=precedence,
+                fire=True,
             )
         )
     return _initialised(out)
@@ -278,7 +283,9 @@ def _same_fault(stored: Envelope, rebuilt: Envelope) -> bool:
     )
 
 
-def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
+def fault_couriers(
+    js: JetStreamContext, settings: Settings, precedence: Precedence | None = None
+) -> list[Courier]:
     out = []
     for mq in settings.faults.mqtt:
         destination = MqttFaultDestination(
@@ -297,6 +304,7 @@ def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
                 _courier_settings(durable_name("mqtt", mq.url, mq.topic_prefix), _fault_subjects(mq), mq),
                 stream=settings.bus.stream,
                 accept=fault_filter(mq),
+                precedence=precedence,
             )
         )
     for wh in settings.faults.webhooks:
@@ -308,6 +316,7 @@ def fault_couriers(js: JetStreamContext, settings: Settings) -> list[Courier]:
                 _courier_settings(durable_name("webhook", wh.url), _fault_subjects(wh), wh),
                 stream=settings.bus.stream,
                 accept=fault_filter(wh),
+                precedence=precedence,
             )
         )
     return _initialised(out)

@@ -43,10 +43,10 @@ CLOSE_REASONS: Final = (
     "write_buffer_full",
     "max_connections",
     "unknown_device",
+    "wrong_network",  # a registered device from a source network the registry does not allow
     "shutdown",
     "internal_error",
     "not_serving",  # a connection accepted while the gateway is not serving (start-up, stop)
-    "worker_stopped",  # the session's worker was cancelled with its socket still open
 )
 COMMAND_ACTIONS: Final = (
     "clock_sync",

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from firegate.bus.events import DeviceOffline, DutyCheckResult
 from firegate.codecs.gb26875 import (
@@ -34,6 +34,7 @@ from firegate.ops.logging import Throttle
 
 log = logging.getLogger("firegate.gateway")
 _T = TypeVar("_T")
+REFUSALS_KEPT_FOR = 600.0  # seconds between two stored refusals of one device (fires: every one)
 
 
 @dataclass(slots=True)
@@ -103,6 +104,7 @@ class Gateway:
         self.site_of: Callable[[str], str] = site_of or ingest.normalizer.site_of
         self._greeting = asyncio.Semaphore(options.greetings)
         self.throttle = Throttle(log)  # lines every device of a storm would print at once
+        self._refusals: dict[tuple[str, str], float] = {}  # (device, reason) -> last stored
         self.tracker = DeviceTracker(options.idle_timeout)
         self.duty = DutyChecks()
         self.device_id = DEVICE_ID[options.address_mode]
@@ -231,26 +233,40 @@ class Gateway:
         async with self._greeting:  # 10,000 devices reconnecting must not sync 10,000 clocks at once
             await self.clock_sync(device)
 
-    def registry_allows(self, device: str, peer: str) -> bool:
+    def registry_refusal(self, device: str, peer: str) -> Literal["unknown_device", "wrong_network"] | None:
+        """Why the site registry does not admit this device from this peer; None: admitted."""
         known = self.options.known_devices
         if known is None:
-            return True
+            return None
         nets = known.get(device)
         if nets is None:
             if self.options.registry_policy == "reject":
-                return False
+                return "unknown_device"
             if self.options.registry_policy == "flag":
                 fields = {"device": device, "peer": peer}
                 log.warning("unregistered device %s from %s", device, peer, extra=fields)
-            return True
+            return None
         if not nets:
-            return True
+            return None
         host = peer.rsplit(":", 1)[0].strip("[]")
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
+            return "wrong_network"
+        if any(address in ipaddress.ip_network(n, strict=False) for n in nets):
+            return None
+        return "wrong_network"
+
+    def refused(self, device: str, reason: str, *, fire: bool) -> bool:
+        """Should this refusal be stored? Always for a fire; otherwise once per device in
+        ``REFUSALS_KEPT_FOR`` (a refused device resends every 10 s)."""
+        now = time.monotonic()
+        if not fire and now - self._refusals.get((device, reason), -REFUSALS_KEPT_FOR) < REFUSALS_KEPT_FOR:
             return False
-        return any(address in ipaddress.ip_network(n, strict=False) for n in nets)
+        self._refusals[(device, reason)] = now
+        if len(self._refusals) > 10_000:  # addresses that come once: forget the oldest
+            del self._refusals[next(iter(self._refusals))]
+        return True
 
     def session_of(self, device: str) -> Session | None:
         return self._rt.by_device.get(device)

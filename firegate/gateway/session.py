@@ -11,9 +11,9 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-from firegate.bus.events import DeviceInfo, Envelope, Point, event_id
+from firegate.bus.events import DeviceInfo, DeviceRefused, Envelope, Point, event_id
 from firegate.codecs.gb26875 import (
     Command,
     DataUnit,
@@ -117,7 +117,12 @@ class Session(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.feed(self._view[:nbytes])
+        try:
+            self.feed(self._view[:nbytes])
+        except Exception:
+            # a bug must cost this connection (the device resends elsewhere), never the loop
+            self.log.exception("handling the connection's bytes failed")
+            self.close("internal_error")
 
     def feed(self, data: bytes | memoryview) -> None:
         self.last_rx = time.monotonic()
@@ -265,7 +270,7 @@ class Session(asyncio.BufferedProtocol):
     def _report(self, item: Inbound) -> Report | None:
         """What ingest is to store for a frame; None when the frame is answered here."""
         frame = item.frame
-        if self.device is None and not self._bind(frame):
+        if self.device is None and not self._bind(item):
             return None
         if frame.source_raw != self.device_raw:
             # a device is its source address (spec §8); one connection speaks for one device
@@ -389,11 +394,14 @@ class Session(asyncio.BufferedProtocol):
             data=data,
         )
 
-    def _bind(self, frame: Frame) -> bool:
+    def _bind(self, item: Inbound) -> bool:
+        frame = item.frame
         device = self.gw.device_id(frame.source_raw)
-        if not self.gw.registry_allows(device, self.peer):
-            self._fields["device"] = device  # the refusal's log line names who was refused
-            self.close("unknown_device")
+        refusal = self.gw.registry_refusal(device, self.peer)
+        if refusal is not None:
+            self._fields["device"] = device  # the refusal's lines name who was refused
+            self._refuse(device, refusal, item)
+            self.close(refusal if refusal == "unknown_device" else "wrong_network")
             return False
         self.device = device
         self._fields["device"] = device
@@ -402,6 +410,33 @@ class Session(asyncio.BufferedProtocol):
             self.center_raw = self.gw.options.center_address.to_bytes(6, "little")
         self.gw.claim(self)
         return True
+
+    def _refuse(self, device: str, reason: Literal["unknown_device", "wrong_network"], item: Inbound) -> None:
+        """Not confirmed, but not lost quietly either: a refusal event is stored (every time for
+        a fire, which is also logged as a WARNING), so an operator sees a new device's fire."""
+        frame = item.frame
+        if item.fire:
+            self.log.warning(
+                "refused a FIRE ALARM from a device the site registry does not admit (%s); "
+                "admit it in the registry to receive its alarms",
+                reason,
+                extra={"serial": frame.serial, "reason": reason},
+            )
+        if not self.gw.refused(device, reason, fire=item.fire):
+            return
+        event = DeviceRefused(
+            id=event_id(device, frame.data[0] if frame.data else 0, frame.data, f"refused.{reason}"),
+            device=device,
+            site=self.gw.site_of(device),
+            occurred_at=frame.time.value,
+            received_at=self.gw.now_utc(),
+            raw=frame.raw.hex(),
+            peer=self.peer,
+            reason=reason,
+            fire=item.fire,
+        )
+        lane = Lane.FIRE if item.fire else Lane.NORMAL
+        self.gw.ingest.submit(Report(device=device, lane=lane, events=[event], context={"peer": self.peer}))
 
     def _take_token(self) -> bool:
         now = time.monotonic()

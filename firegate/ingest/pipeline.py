@@ -36,6 +36,8 @@ from firegate.ops.logging import Throttle
 
 log = logging.getLogger("firegate.ingest")
 
+_YIELD_EVERY = 32  # reports normalized between two turns of the event loop
+
 __all__ = ["Ingest", "IngestSettings", "NotStoredError", "Outcome", "Report"]
 
 
@@ -77,6 +79,7 @@ class IngestSettings:
     max_in_flight: int = 4  # non-fire batches being stored at once; fire batches never wait
     queue_limit: int = 10_000  # non-fire reports waiting before inputs are told to stop reading
     resume_at: float = 0.5  # ... and told to go on below this share of it
+    link_max_wait: float = 2.0  # seconds link work waits behind normal work at most
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_in_flight < 1 or self.queue_limit < 1:
@@ -172,7 +175,7 @@ class Ingest:
                     tg.create_task(self._commit(self._take(fires), Lane.FIRE))
                     continue
                 if self._in_flight < self.settings.max_in_flight:
-                    lane = next((ln for ln in (Lane.NORMAL, Lane.LINK) if self._queues[ln]), None)
+                    lane = self._next_lane()
                     if lane is not None:
                         self._in_flight += 1
                         tg.create_task(self._commit(self._take(self._queues[lane]), lane))
@@ -181,6 +184,14 @@ class Ingest:
                     self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+
+    def _next_lane(self) -> Lane | None:
+        """Normal work before link work (devices already connected before a reconnect storm),
+        but link work that has waited ``link_max_wait`` goes next: second, never starved."""
+        link = self._queues[Lane.LINK]
+        if link and time.monotonic() - link[0].queued_at > self.settings.link_max_wait:
+            return Lane.LINK
+        return next((ln for ln in (Lane.NORMAL, Lane.LINK) if self._queues[ln]), None)
 
     def _take(self, queue: deque[Report]) -> list[Report]:
         n = min(len(queue), self.settings.max_batch)
@@ -212,6 +223,8 @@ class Ingest:
             received = datetime.now(UTC)
             raw_only: set[int] = set()
             for i, report in enumerate(batch):
+                if i and not i % _YIELD_EVERY:
+                    await asyncio.sleep(0)  # a big batch must not hold up a fire's ack or reads
                 events.extend(report.events)
                 if report.unit is not None:
                     try:
@@ -233,30 +246,35 @@ class Ingest:
                         events.extend(normalized.events)
                         states.update(normalized.states)
             stored = await self._publish(events, lane)
-            if stored:
+            if stored and lane is not Lane.FIRE:
                 await self.normalizer.memory.put_many(states)
+            self._finish(batch, lane, stored, raw_only)
+            if stored:
+                if lane is Lane.FIRE:
+                    # a fire is confirmed once its events are stored, without waiting for the
+                    # point states too (put_many remembers them before its first wait, so the
+                    # device's next report, taken later, is judged against them)
+                    await self.normalizer.memory.put_many(states)
                 self._observe_device_to_bus(events)
-            for i, report in enumerate(batch):
-                outcome = (
-                    Outcome.NOT_STORED
-                    if not stored
-                    else Outcome.STORED_RAW
-                    if i in raw_only
-                    else Outcome.STORED
-                )
-                metrics.reports[(lane, outcome)].inc()
-                if report.on_done is not None:
-                    try:
-                        report.on_done(outcome)
-                    except Exception:
-                        log.exception(
-                            "an input failed to take its report back", extra={"device": report.device}
-                        )
         finally:
             self._busy -= 1
             if lane is not Lane.FIRE:
                 self._in_flight -= 1
             self._wake.set()
+
+    def _finish(self, batch: list[Report], lane: Lane, stored: bool, raw_only: set[int]) -> None:
+        """Tell each report's input how it went."""
+        for i, report in enumerate(batch):
+            if not stored:
+                outcome = Outcome.NOT_STORED
+            else:
+                outcome = Outcome.STORED_RAW if i in raw_only else Outcome.STORED
+            metrics.reports[(lane, outcome)].inc()
+            if report.on_done is not None:
+                try:
+                    report.on_done(outcome)
+                except Exception:
+                    log.exception("an input failed to take its report back", extra={"device": report.device})
 
     async def _publish(self, events: list[Envelope], lane: Lane) -> bool:
         if not events:

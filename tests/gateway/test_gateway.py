@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
 from prometheus_client import REGISTRY
 
-from firegate.bus.events import DeviceOffline, DeviceOnline, DutyCheckResult, FaultRaised, FireAlarm
+from firegate.bus.events import (
+    DeviceOffline,
+    DeviceOnline,
+    DeviceRefused,
+    DutyCheckResult,
+    FaultRaised,
+    FireAlarm,
+)
 from firegate.codecs.gb26875 import (
     Command,
     ComponentStatus,
@@ -286,6 +294,44 @@ async def test_registry_rejects_unknown_and_wrong_network(gateway: Gateway) -> N
             await bad.exchange(bad.frame(), timeout=2)
         await bad.close()
     await ok.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [quick_options(known_devices={"20": ["127.0.0.0/8"], "22": ["10.0.0.0/8"]}, registry_policy="reject")],
+)
+async def test_a_refused_fire_is_stored_as_a_refusal_and_logged(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new, unregistered UITD's fire is not confirmed (the registry refuses it) but is not lost
+    quietly either: a device_refused event with fire=true, and a WARNING."""
+    caplog.set_level(logging.INFO, "firegate.gateway")
+    for address in (21, 22):  # unknown; registered but from the wrong network
+        dev = await Uitd(address).connect(gateway.port or 0)
+        with pytest.raises((ConnectionError, TimeoutError)):
+            await dev.exchange(dev.frame(2, [fire(address)]), timeout=2)
+        await dev.close()
+    quiet = await Uitd(23).connect(gateway.port or 0)  # twice refused without a fire: stored once
+    for _ in range(2):
+        with pytest.raises((ConnectionError, TimeoutError)):
+            await quiet.exchange(quiet.frame(), timeout=2)
+        await quiet.close()
+        quiet = await Uitd(23).connect(gateway.port or 0)
+    await quiet.close()
+    await asyncio.wait_for(gateway.ingest.idle(), 5)
+    refusals = [e for e in sink_of(gateway).events if isinstance(e, DeviceRefused)]
+    assert [(e.device, e.reason, e.fire) for e in refusals] == [
+        ("21", "unknown_device", True),
+        ("22", "wrong_network", True),
+        ("23", "unknown_device", False),
+    ]
+    assert refusals[0].subject == "fire.device.21" and refusals[0].peer is not None
+    assert not [e for e in sink_of(gateway).events if isinstance(e, FireAlarm)]
+    warnings = [r for r in caplog.records if "FIRE ALARM" in r.getMessage()]
+    assert [(r.levelno, r.__dict__["device"]) for r in warnings] == [
+        (logging.WARNING, "21"),
+        (logging.WARNING, "22"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from firegate.bus.jetstream import StreamSettings, ensure_stream
 from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
-from firegate.codecs.gb26875 import Command, ComponentStatus, FrameError, TimeTag, build_frame
+from firegate.codecs.gb26875 import Command, ComponentStatus, FrameError, SystemStatus, TimeTag, build_frame
 from firegate.gateway import metrics
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ingest.sink import MemorySink
@@ -148,6 +148,25 @@ async def test_a_clock_within_5_s_does_not_warn(gateway: Gateway, caplog: pytest
     caplog.set_level(logging.INFO, "firegate.gateway")
     dev = await Uitd(307).connect(gateway.port or 0)
     await dev.exchange(dev.frame())
+    assert not records_of(caplog, "clock")
+    await dev.close()
+
+
+async def test_a_loaded_center_does_not_make_a_device_clock_wrong(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Skew is taken when the frame arrives: frames that wait 6 s for a slow store (a storm) are
+    not reported as clocks 6 s behind."""
+    caplog.set_level(logging.INFO, "firegate.gateway")
+    dev = await Uitd(311).connect(gateway.port or 0)
+    await dev.exchange(dev.frame())
+    late = sample("firegate_gateway_device_clock_skew_seconds_bucket", le="-5.0")
+    sink_of(gateway).delay = 3.0
+    frames = [dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]) for i in range(2)]
+    await dev.send(b"".join(frames))  # the second waits behind the first: 6 s in all
+    for _ in frames:
+        assert (await dev.next_frame(timeout=10)).command == Command.CONFIRM
+    assert sample("firegate_gateway_device_clock_skew_seconds_bucket", le="-5.0") == late
     assert not records_of(caplog, "clock")
     await dev.close()
 

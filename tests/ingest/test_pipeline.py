@@ -162,3 +162,17 @@ async def test_a_failed_normalization_still_stores_the_fire(
     ((fire, events),) = sink.commits
     assert fire and [type(e) for e in events] == [DeviceInfo, FireAlarm]
     assert isinstance(events[1], FireAlarm) and events[1].device == "8"
+
+
+def test_link_work_goes_after_normal_work_but_is_never_starved(sink: GatedSink) -> None:
+    """A reconnect storm's first frames wait behind connected devices' work, for at most
+    link_max_wait; then they go next."""
+    ing = Ingest(sink, Normalizer(MemoryStatusMemory()), IngestSettings(link_max_wait=2.0))
+    ing.submit(Report(device="1", lane=Lane.LINK))
+    ing.submit(report(2, 0b101, []))
+    assert ing._next_lane() is Lane.NORMAL
+    ing._queues[Lane.LINK][0].queued_at -= 2.5  # it has waited longer than link_max_wait
+    assert ing._next_lane() is Lane.LINK
+    ing._queues[Lane.NORMAL].clear()
+    ing._queues[Lane.LINK][0].queued_at += 2.5
+    assert ing._next_lane() is Lane.LINK  # nothing else waits

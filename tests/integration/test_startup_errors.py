@@ -77,3 +77,25 @@ def test_a_udp_port_taken_names_gb26875_udp_listen(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         error = failed_start(tmp_path, FIREGATE_GB26875__UDP_LISTEN=f"127.0.0.1:{taken.getsockname()[1]}")
     assert error["key"] == "gb26875.udp_listen", error
+
+
+def test_a_second_process_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    """Two gateways on one data directory would replay and delete the same spool (and start two
+    nats-servers on one store): the second one stops, naming data_dir and the first's pid."""
+    first = Firegate(tmp_path)
+    try:
+        first.start()
+        assert first.proc is not None
+        second = tmp_path / "second"
+        second.mkdir()
+        error = failed_start(second, FIREGATE_DATA_DIR=str(tmp_path / "firegate-data"))  # own ports
+        assert error["key"] == "data_dir"
+        assert f"pid {first.proc.pid}" in error["msg"]
+        assert first.proc.poll() is None  # the first one runs on, untouched
+    finally:
+        first.kill_all()
+    again = Firegate(tmp_path)
+    try:
+        again.start()  # the lock went with the process, even killed
+    finally:
+        again.kill_all()

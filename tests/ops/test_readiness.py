@@ -9,9 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from firegate.app import _Readiness
+from firegate.bus.jetstream import StreamSettings, ensure_stream
+from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.spool import Record, Spool, encode_record
 from tests.gateway.conftest import quick_options
 from tests.gateway.standalone import make_gateway, serve
+from tests.natsserver import nats_client, running_nats_server, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,9 +96,39 @@ async def test_spool_check_threshold_is_90_percent_of_the_limit(tmp_path: Path) 
         assert up.spool() == (False, "nearly full: 90099 of 100000 bytes pending")
 
 
+async def test_store_check_fails_while_spooling_and_passes_once_jetstream_stores(tmp_path: Path) -> None:
+    """A stream without a leader, or NATS away: events go to the spool, and /readyz says so
+    until JetStream stores again (the replayer's first ack is enough)."""
+    up = _Readiness()
+    assert up.store() == (False, "starting")
+    fast = PublisherSettings(retry_for=0.3, ack_timeout=0.1, backoff_initial=0.02, replay_poll=0.05)
+    async with (
+        running_nats_server(tmp_path / "nats") as server,
+        nats_client(server.url) as nc,
+        Spool(tmp_path / "spool") as spool,
+        Publisher(nc, spool, fast) as pub,
+    ):
+        await ensure_stream(nc.jetstream(timeout=5.0), StreamSettings())
+        up.attach_gateway(make_gateway(quick_options()), spool, 1_000_000, pub)
+        assert up.store() == (True, "storing")
+        await pub.publish_many([record(1)])
+        assert up.store() == (True, "storing")
+        server.kill()
+        await wait_until(lambda: not nc.is_connected, 5)
+        await pub.publish_many([record(2)])  # spooled
+        ok, detail = up.store()
+        assert not ok and detail.startswith("spooling: ")
+        await server.start()
+        async with asyncio.TaskGroup() as tg:
+            replayer = tg.create_task(pub.run_replayer())
+            await wait_until(lambda: up.store()[0], 10)
+            replayer.cancel()
+        assert up.store() == (True, "storing")
+
+
 # -- the operator guide ------------------------------------------------------------------
 
-CHECKS = {"nats", "gb26875_listener", "spool", "alarm_lifecycle", "fault_tracker", "forwarders"}
+CHECKS = {"nats", "gb26875_listener", "spool", "store", "alarm_lifecycle", "fault_tracker", "forwarders"}
 
 
 def health_section() -> str:
