@@ -47,9 +47,9 @@ COPY --from=build /opt/firegate /opt/firegate
 # the gateway's local spool (spool/). The environment wins over the config file, so in this
 # image data_dir is changed with -e FIREGATE_DATA_DIR=..., not in the file.
 #
-# TZ: GB/T 26875.3 time tags are local time without a zone. firegate sets each device's clock to its
-# own local time (clock sync) and compares device clocks with it, and a container's default is UTC:
-# that would set every UITD 8 hours back. The base image ships tzdata; override with -e TZ=...
+# TZ: only the log lines' local timestamps. GB/T 26875.3 time tags carry no zone: firegate reads
+# and sets device clocks in gb26875.device_timezone (Asia/Shanghai unless configured), whatever
+# the container's zone. The base image ships tzdata; override with -e TZ=...
 ENV PATH=/opt/firegate/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

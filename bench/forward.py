@@ -227,7 +227,11 @@ def start_firegate(workdir: Path, config: Path) -> Process:
 
 # -- steps --------------------------------------------------------------------------------------
 
-QUIET = DeviceSettings(heartbeat_interval=None, heartbeat_on_connect=False, confirm_timeout=5.0, retries=1)
+# real alarms (status bit 0 set): the policy must confirm the manual call points, and an operator's
+# confirm must reach 119 as a real fire
+QUIET = DeviceSettings(
+    heartbeat_interval=None, heartbeat_on_connect=False, confirm_timeout=5.0, retries=1, test_mode=False
+)
 
 
 async def send_alarm(port: int, device: int, *, manual: bool) -> float:

@@ -5,9 +5,10 @@
 Runs the real `firegate run` (embedded nats-server, fsync before ack, the production default;
 `--no-sync`: no fsync per write, as a NATS cluster that relies on its replicas runs) in
 its own process, and drives it with firegate's simulator from this one, over loopback:
-  * 10,000 devices at --rate frames/s (the simulator's mix; every device also heartbeats every
-    30 s): p50/p99 frame-to-confirm, and gateway RSS per connection (peak over the run, minus the
-    idle process before it, over the devices);
+  * 10,000 devices at --rate frames/s (the simulator's mix, with real alarms as `firegate sim
+    --real` sends them, so that the lifecycle's work is measured as before; every device also
+    heartbeats every 30 s): p50/p99 frame-to-confirm, and gateway RSS per connection (peak over
+    the run, minus the idle process before it, over the devices);
   * first, 2,000 devices at 400 frames/s for at least 20 s (normal hours): p50/p99/max, where
     an event-loop stall shows;
   * 1,000 devices at --rate frames/s: p50/p99;
@@ -44,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import cpu_seconds, free_port, rss_bytes, stop, wait_port
 from _common import start_firegate as launch_firegate
 
-from firegate.sim import run_load
+from firegate.sim import DeviceSettings, run_load
+
+REAL = DeviceSettings(test_mode=False)  # real alarms (`firegate sim` defaults to test mode)
 
 
 def start_firegate(workdir: Path, sync: bool) -> tuple[subprocess.Popen[bytes], int]:
@@ -79,6 +82,7 @@ async def scenario(port: int, pid: int, devices: int, rate: float, duration: flo
             rate=rate,
             duration=duration,
             heartbeat_interval=30.0,
+            settings=REAL,
             drain=3.0,
             seed=1,
         )

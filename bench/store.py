@@ -2,7 +2,8 @@
 
 Frames as the simulator's UITDs send them (its default mix without heartbeats: fire, manual call
 point, fault raised/cleared, system status, UITD status, analog values; plus plain status changes
-set and cleared, weight 0.1, which the simulator does not send) are decoded and run through
+set and cleared, weight 0.1, which the simulator does not send), with real statuses (bit 0 set, as
+`firegate sim --real` sends them: `payloads`' status words), are decoded and run through
 firegate's Normalizer (site registry lookups: a site id and a point location per component), and
 the events it produces are published the way the gateway's sink does (JSON, subject
 `fire.<kind>.<device>`, Nats-Msg-Id) through the Publisher into a private nats-server (free

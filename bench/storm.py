@@ -8,6 +8,9 @@ The storm (`firegate.sim.storm.run_storm`, this process, uvloop): the devices co
 --connect-over seconds and settle (a heartbeat each, confirmed); then within one second every
 device reports its main-power fault (type 21) and --fire-share of them a fire alarm (type 2) just
 before it. Every device behaves as a UITD: one frame outstanding, resent after 10 s, 3 times.
+The devices send real alarms and faults (status bit 0 set), not the test mode that `firegate sim
+storm` defaults to: with --dispatch119 the default policy must confirm the manual call points and
+POST them to 119, and the figures stay comparable with earlier runs.
 
 Targets, one after the other, each on private ports with its data in a temporary directory:
   * firegate: the real `firegate run` in its own process with its defaults (embedded nats-server
@@ -57,10 +60,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import child_pid, clean_env, cpu_seconds, free_port, scrape, start_firegate, stop, wait_port
 
+from firegate.sim import DeviceSettings
 from firegate.sim.report import percentiles
 from firegate.sim.storm import StoredEvent, StormReport, audit_stored, run_storm
 
 STREAM = "FIRE"
+REAL = DeviceSettings(test_mode=False)  # real alarms: see the module doc
 SUBJECTS = ("fire.alarm.>", "fire.fault.>")
 
 
@@ -240,6 +245,7 @@ async def storm_against(
             fire_kind=fire_kind,
             fault_kind="main_power",
             burst_timeout=args.timeout,
+            settings=REAL,
             seed=args.seed,
             progress=not args.quiet,
             on_phase=cpu.mark,

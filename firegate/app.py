@@ -20,6 +20,7 @@ from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
 from firegate.config import ROLES, Role, Settings, parse_host_port
+from firegate.devicetime import set_device_zone
 from firegate.errors import StartupError
 from firegate.forwarders.courier import Courier, couriers_readiness, ensure_dead_letter_stream
 from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
@@ -27,7 +28,7 @@ from firegate.forwarders.faults import FaultTracker
 from firegate.forwarders.incident import Policy
 from firegate.forwarders.lifecycle import Lifecycle, site_info_lookup
 from firegate.forwarders.precedence import Precedence
-from firegate.forwarders.routes import dispatch_couriers, fault_couriers
+from firegate.forwarders.routes import center_info, dispatch_couriers, fault_couriers
 from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
 from firegate.forwarders.store import AlarmStore
 from firegate.forwarders.supervise import restarting
@@ -37,6 +38,7 @@ from firegate.ingest import Ingest
 from firegate.ingest.normalize import Normalizer
 from firegate.ops.http import Check, HealthServer
 from firegate.ops.limits import DataDirInUse, DataDirLock, calm_garbage_collector, raise_nofile_limit
+from firegate.ops.metrics import SITE_REGISTRY_RELOADS, SITE_REGISTRY_STALE
 from firegate.sites import LiveSites
 
 log = logging.getLogger("firegate")
@@ -125,6 +127,7 @@ class _Readiness:
         self._spool: Spool | None = None
         self._publisher: Publisher | None = None
         self._limit = 0
+        self.draining = False  # SIGTERM came: still serving, about to drain
 
     def attach_nats(self, nc: NATS) -> None:
         self._nc = nc
@@ -146,7 +149,7 @@ class _Readiness:
 
     def listener(self) -> tuple[bool, str]:
         gateway = self._gateway
-        if gateway is not None and gateway.stopping:
+        if self.draining or (gateway is not None and gateway.stopping):
             return False, "draining"  # let a load balancer move devices elsewhere
         ok = gateway is not None and gateway.ready.is_set()
         return ok, "bound" if ok else "starting"
@@ -228,6 +231,7 @@ def _policy(settings: Settings) -> Policy:
 
 
 async def run(settings: Settings) -> None:
+    set_device_zone(settings.gb26875.device_timezone)  # as `firegate run` does, for in-process callers
     roles = set(settings.roles)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -266,11 +270,19 @@ async def _run_locked(
         # the registry is an allow-list only when unknown devices are to be flagged or refused
         return sites.known_devices() if settings.gb26875.registry_policy != "accept" else None
 
+    registry_state = {"detail": f"loaded from {sites.path}" if sites.path else "none configured"}
+
     def reload_sites() -> None:
         error = sites.reload()
         if error:
+            SITE_REGISTRY_RELOADS["failed"].inc()
+            SITE_REGISTRY_STALE.set(1)
+            registry_state["detail"] = f"reload failed, the previous registry stays in force: {error}"
             log.error("site registry not reloaded, the previous one stays in force: %s", error)
         else:
+            SITE_REGISTRY_RELOADS["ok"].inc()
+            SITE_REGISTRY_STALE.set(0)
+            registry_state["detail"] = f"reloaded from {sites.path}"
             log.info("site registry reloaded from %s", sites.path)
             if gateways:
                 gateways[0].options.known_devices = registered()
@@ -282,6 +294,9 @@ async def _run_locked(
     # registered before the server answers, so /readyz says "not ready" while we start
     up = _Readiness()
     health.add_check("nats", up.nats)
+    # never failing: a registry that did not reload leaves the previous one working; shown here
+    # (and in firegate_site_registry_stale) so that the failed edit is seen
+    health.add_check("site_registry", lambda: (True, registry_state["detail"]))
     if "gateway" in roles:
         health.add_check("gb26875_listener", up.listener)
         health.add_check("spool", up.spool)
@@ -363,6 +378,7 @@ async def _run_locked(
                         retention=settings.alarms.retention,
                         catch_up=settings.alarms.catch_up,
                         precedence=precedence,
+                        center=center_info(settings.center),
                     )
                     ready = _event_check(lifecycle.ready, "consuming", "starting")
                     late.bind("alarm_lifecycle", ready)
@@ -388,6 +404,11 @@ async def _run_locked(
                 calm_garbage_collector()  # everything started: what exists now lives on
                 await stop.wait()
                 stopping = loop.time()
+                if gateway is not None and settings.gb26875.drain_grace:
+                    # not ready while still serving: the load balancer's next check sees it
+                    up.draining = True
+                    log.info("stopping: draining in %g s", settings.gb26875.drain_grace)
+                    await asyncio.sleep(settings.gb26875.drain_grace)
                 log.info("stopping: draining")
                 if commands is not None:
                     commands.cancel()  # no new device commands while draining

@@ -32,6 +32,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.role:
         settings = settings.model_copy(update={"roles": list(dict.fromkeys(args.role))})
+    from firegate.devicetime import set_device_zone
+
+    # before anything reads a device's time or sends one: time tags carry no zone (design.md "Times")
+    set_device_zone(settings.gb26875.device_timezone)
     setup_logging(settings.log.level, settings.log.format)
     from firegate.app import run
 
@@ -353,7 +357,11 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="firegate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="firegate",
+        description="Protocol gateway and event bus for fire-safety remote monitoring centers "
+        "(GB/T 26875.3 UITDs to NATS JetStream, alarm lifecycle, 119 dispatch).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dec = sub.add_parser("decode", help="decode GB/T 26875.3 frames to JSON")

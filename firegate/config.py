@@ -56,6 +56,7 @@ from firegate.configfile import (
     read_yaml,
     validation_items,
 )
+from firegate.devicetime import DEFAULT_ZONE, zone_named
 from firegate.errors import MISSING, ConfigError, ConfigProblem
 
 ENV_PREFIX = "FIREGATE_"
@@ -213,7 +214,7 @@ def _daily_time(value: Any) -> Any:
         return value
     m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip()) if isinstance(value, str) else None
     if not m:
-        raise ValueError("expected 'HH:MM' (24-hour local time, quoted in YAML)")
+        raise ValueError("expected 'HH:MM' (24-hour, in the device time zone, quoted in YAML)")
     return time(int(m.group(1)), int(m.group(2)))
 
 
@@ -259,6 +260,11 @@ def _above_heartbeat(v: float) -> float:
     if v <= 30:
         raise ValueError("must exceed the UITD heartbeat period (about 30 s); GB 26875 uses 100 s")
     return v
+
+
+def _time_zone(v: str) -> str:
+    zone_named(v)  # ValueError: unknown, with what to write instead
+    return v.strip()
 
 
 def _gb50440_patrol(v: float) -> float:
@@ -449,6 +455,9 @@ class GB26875(_Section):
     rate_burst: Annotated[int, Field(ge=1)] = 40
     write_buffer_limit: Size = 64 * 1024
     registry_policy: Literal["accept", "flag", "reject"] = "accept"
+    drain_grace: Annotated[float, Field(ge=0, le=60)] = 2.0
+    # the zone GB/T 26875.3 time tags (which carry none) are read and written in
+    device_timezone: Annotated[str, AfterValidator(_time_zone)] = DEFAULT_ZONE
 
 
 class Http(_Section):
@@ -523,6 +532,14 @@ class Dispatch119(_Client):
     @property
     def urls(self) -> list[str]:
         return self.url.split(",") if self.url else []
+
+
+class Center(_Section):
+    """The monitoring center itself, named in every 119 body."""
+
+    id: OptStr = None
+    name: OptStr = None
+    phone: OptStr = None
 
 
 class _FaultFilter(_Client):
@@ -626,6 +643,7 @@ class Settings(BaseSettings):
     gb26875: GB26875 = Field(default_factory=GB26875)
     http: Http = Field(default_factory=Http)
     dispatch119: Dispatch119 = Field(default_factory=Dispatch119)
+    center: Center = Field(default_factory=Center)
     faults: Faults = Field(default_factory=Faults)
     alarms: Alarms = Field(default_factory=Alarms)
     roles: list[Role] = Field(default_factory=lambda: list(ROLES), min_length=1)

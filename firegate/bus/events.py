@@ -10,9 +10,16 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from firegate.devicetime import as_utc, device_time
 
 SCHEMA_VERSION = 1
+# Every time firegate writes carries its offset (design.md "Times"). A device's time tag has none:
+# it is read in the device time zone (gb26875.device_timezone), also when an event stored by an
+# older firegate is read back; a time firegate took itself is UTC.
+DeviceTime = Annotated[datetime, AfterValidator(device_time)]
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 Kind = Literal["alarm", "fault", "status", "operation", "device", "confirmed", "dismissed"]
 
 
@@ -50,8 +57,10 @@ class Envelope(BaseModel):
     type: str
     device: str = Field(description="UITD: decimal of its 6-byte LE address; panels/sensors: configured id")
     site: str
-    occurred_at: datetime | None = Field(description="the device's time tag (local time, no zone)")
-    received_at: datetime = Field(description="when firegate received it (UTC)")
+    occurred_at: DeviceTime | None = Field(
+        description="the device's time tag, in the device time zone with its offset (+08:00)"
+    )
+    received_at: UtcTime = Field(description="when firegate received it (UTC)")
     origin: str = Field("gb26875", description="gb26875, serial:<dialect>, mqtt:<codec>")
     raw: str | None = Field(None, description="the frame as hex")
     test: bool = Field(False, description="the device reported test mode (status bit 0 clear)")
@@ -141,7 +150,7 @@ class DeviceOnline(Envelope):
 class DeviceOffline(Envelope):
     kind: Literal["device"] = "device"
     type: Literal["device_offline"] = "device_offline"
-    last_seen: datetime
+    last_seen: UtcTime
     silent_s: float
 
 
@@ -170,7 +179,10 @@ class SiteInfo(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     id: str
-    registered: bool = Field(description="false: the device is not in the site registry (a site of its own)")
+    registered: bool = Field(
+        description="false: the device is not in the site registry (a site of its own): only `id` is "
+        "known; call the monitoring center named in `center`"
+    )
     unit: str | None = Field(None, description="单位名称")
     address: str | None = None
     lat: float | None = None
@@ -179,17 +191,40 @@ class SiteInfo(BaseModel):
     building: str | None = None
 
 
+class CenterInfo(BaseModel):
+    """The monitoring center that sends the body (config ``center``): whom the 119 side calls back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str | None = Field(None, description="the center's id (e.g. its code with the fire service)")
+    name: str | None = Field(None, description="the center's name (监控中心名称)")
+    phone: str | None = Field(None, description="the center's 24-hour duty phone")
+
+
+LocationSource = Literal["registry", "device"]
+
+
 class IncidentAlarm(BaseModel):
     """One fire alarm of an incident, as the 119 side sees it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     id: str = Field(description="the fire_alarm event id")
     device: str
-    occurred_at: datetime | None = Field(description="the device's time tag (local time, no zone)")
-    received_at: datetime
+    occurred_at: DeviceTime | None = Field(
+        description="the device's time tag, in the device time zone with its offset (+08:00)"
+    )
+    received_at: UtcTime = Field(description="when firegate received the alarm (UTC)")
     source: str
     manual: bool
     point: Point
+    location: str | None = Field(
+        None,
+        description="where, to show a dispatcher: the registry's point-table location (`point.location`) "
+        "when the registry has the point, else the device's own description (`point.description`)",
+    )
+    location_source: LocationSource | None = Field(
+        None, description="which one `location` is: `registry` or `device`; null when neither is known"
+    )
+    added_in: int | None = Field(None, description="the `update` that first carried this alarm")
 
 
 IncidentStatus = Literal["confirmed"]
@@ -210,10 +245,25 @@ class IncidentReport(BaseModel):
     incident_id: str
     update: int = Field(ge=1, description="1 for the first confirmation; later alarms add updates")
     status: IncidentStatus = "confirmed"
+    center: CenterInfo = Field(
+        default_factory=CenterInfo, description="the monitoring center sending this (config `center`)"
+    )
     site: SiteInfo
-    alarms: list[IncidentAlarm] = Field(description="the incident's confirmed alarms, oldest first")
-    first_alarm_at: datetime = Field(description="when firegate received the incident's first alarm (UTC)")
-    confirmed_at: datetime
+    alarms: list[IncidentAlarm] = Field(
+        description="the incident's confirmed alarms, oldest first; of more than 20, the first 10 and the "
+        "newest 10 (`alarms_omitted` says how many are left out)"
+    )
+    alarm_count: int | None = Field(
+        None, description="the incident's confirmed alarms, whether listed in `alarms` or not"
+    )
+    alarms_omitted: int = Field(0, description="confirmed alarms left out of `alarms` to bound the body")
+    new_alarm_ids: list[str] = Field(
+        default_factory=list,
+        description="the alarms new in this update, since the previous one (update 1: every alarm it "
+        "confirmed); listed in `alarms` unless omitted",
+    )
+    first_alarm_at: UtcTime = Field(description="when firegate received the incident's first alarm (UTC)")
+    confirmed_at: UtcTime = Field(description="when the incident was confirmed (UTC); the same in updates")
     confirmed_by: str = Field(description="the operator, or policy:<name>")
     confirmation: Confirmation
     note: str | None = None
@@ -235,6 +285,12 @@ class FireConfirmed(Envelope):
     alarm_ids: list[str] = Field(description="the alarms this update confirmed")
     after_s: float = Field(description="time from the incident's first alarm to this confirmation")
 
+    @property
+    def subject(self) -> str:
+        """``fire.confirmed.<site>``: an incident's events name its site, which every alarm of it
+        carries (`device` is only the device of its first alarm)."""
+        return f"fire.{self.kind}.{self.site}"
+
 
 class FireDismissed(Envelope):
     """Alarms closed without reaching 119: false alarm, test, or a duplicate merged into another."""
@@ -248,6 +304,11 @@ class FireDismissed(Envelope):
     merged_into: str | None = Field(None, description="duplicate: the alarm it repeats")
     after_s: float = Field(description="time from the incident's first alarm to this decision")
     note: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """``fire.dismissed.<site>``, as `FireConfirmed`."""
+        return f"fire.{self.kind}.{self.site}"
 
 
 Event = Annotated[

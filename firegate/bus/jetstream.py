@@ -374,6 +374,20 @@ class _Pending:
         self.timer = timer
 
 
+def _send_error(e: BaseException, subject: str, msg_id: str, too_large: str) -> BaseException:
+    """What a failed send raises: a PublishError that says whether to retry, or ``e`` itself
+    (a cancellation, a bug)."""
+    if isinstance(e, nats.errors.MaxPayloadError):
+        return PublishError(subject, msg_id, "too_large", retryable=False, detail=too_large)
+    if isinstance(e, nats.errors.BadSubjectError):
+        return PublishError(subject, msg_id, "bad_subject", retryable=False)
+    if isinstance(e, TimeoutError):
+        return PublishError(subject, msg_id, "timeout", retryable=True, detail="send stalled")
+    if isinstance(e, (nats.errors.Error, OSError)):
+        return PublishError(subject, msg_id, "disconnected", retryable=True, detail=repr(e))
+    return e
+
+
 class AckMux:
     """Publishes to JetStream with one wildcard inbox for every ack.
 
@@ -435,25 +449,11 @@ class AckMux:
                 async with asyncio.timeout(ack_timeout):
                     await nc.publish(subject, payload, reply=reply, headers=headers)
         except BaseException as e:
-            pending = self._pending.pop(token, None)
-            if pending is not None:
-                pending.timer.cancel()
-            future.cancel()
-            if isinstance(e, nats.errors.MaxPayloadError):
-                raise PublishError(
-                    subject,
-                    msg_id,
-                    "too_large",
-                    retryable=False,
-                    detail=f"{len(payload)} bytes > {nc.max_payload}",
-                ) from e
-            if isinstance(e, nats.errors.BadSubjectError):
-                raise PublishError(subject, msg_id, "bad_subject", retryable=False) from e
-            if isinstance(e, TimeoutError):
-                raise PublishError(subject, msg_id, "timeout", retryable=True, detail="send stalled") from e
-            if isinstance(e, (nats.errors.Error, OSError)):
-                raise PublishError(subject, msg_id, "disconnected", retryable=True, detail=repr(e)) from e
-            raise
+            self._unsent(token, future)
+            error = _send_error(e, subject, msg_id, f"{len(payload)} bytes > {nc.max_payload}")
+            if error is e:
+                raise
+            raise error from e
         return future
 
     async def send_batch(
@@ -492,20 +492,19 @@ class AckMux:
                     else:
                         await nc.publish(subj, payload, headers=headers)
         except BaseException as e:
-            pending = self._pending.pop(token, None)
-            if pending is not None:
-                pending.timer.cancel()
-            future.cancel()
-            if isinstance(e, nats.errors.MaxPayloadError):
-                raise PublishError(subject, last_id, "too_large", retryable=False) from e
-            if isinstance(e, nats.errors.BadSubjectError):
-                raise PublishError(subject, last_id, "bad_subject", retryable=False) from e
-            if isinstance(e, TimeoutError):
-                raise PublishError(subject, last_id, "timeout", retryable=True, detail="send stalled") from e
-            if isinstance(e, (nats.errors.Error, OSError)):
-                raise PublishError(subject, last_id, "disconnected", retryable=True, detail=repr(e)) from e
-            raise
+            self._unsent(token, future)
+            error = _send_error(e, subject, last_id, f"a message > {nc.max_payload} bytes")
+            if error is e:
+                raise
+            raise error from e
         return future
+
+    def _unsent(self, token: str, future: asyncio.Future[PubAck]) -> None:
+        """A send that raised: nobody waits for its ack."""
+        pending = self._pending.pop(token, None)
+        if pending is not None:
+            pending.timer.cancel()
+        future.cancel()
 
     def _fail(self, token: str, reason: str, retryable: bool, detail: str = "") -> None:
         pending = self._pending.pop(token, None)

@@ -26,6 +26,7 @@ from firegate.bus import metrics
 from firegate.bus.errors import BusError, PublishError, SpoolFullError
 from firegate.bus.jetstream import MAX_BATCH, AckMux, PubAck
 from firegate.bus.spool import Record, Spool, SpoolBatch
+from firegate.ops.logging import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Publisher:
         self._mux = AckMux(nc)
         self._batching = True
         self.last_spooled = 0.0  # loop time events last went to the spool instead of JetStream
+        self._throttle = Throttle(log)
         # msg ids stored lately, oldest first: a resend is known without a refused batch
         self._stored_ids: OrderedDict[str, float] = OrderedDict()
 
@@ -283,7 +285,9 @@ class Publisher:
             raise
         metrics.publish_result["spooled"].inc(len(records))
         self.last_spooled = asyncio.get_running_loop().time()
-        log.warning(
+        self._throttle.log(  # a failover would print one per batch: the first, then a count
+            "spooled",
+            logging.WARNING,
             "NATS did not take %d event(s) within %g s; spooled (first: %s)",
             len(records),
             self.settings.retry_for,

@@ -339,8 +339,9 @@ class Courier:
 
     async def _dead_letter(self, msg: Msg, event: Envelope | None, reason: str, detail: str) -> bool:
         """Park the message in the dead-letter stream; True once stored (then it is acked)."""
-        device = event.device if event is not None else "unknown"
-        subject = f"{DEAD_LETTER_PREFIX}.{self.settings.durable}.{device}"
+        # the event's own subject key: a device, or an incident's site (fire.confirmed.<site>)
+        key = event.subject.rsplit(".", 1)[-1] if event is not None else "unknown"
+        subject = f"{DEAD_LETTER_PREFIX}.{self.settings.durable}.{key}"
         headers = {
             "Nats-Msg-Id": f"{self.settings.durable}.{msg.metadata.sequence.stream}",
             "Firegate-Destination": self.label,

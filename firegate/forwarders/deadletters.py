@@ -84,7 +84,7 @@ def _letter(
     seq: int, subject: str, headers: dict[str, str] | None, data: bytes, parked_at: datetime | None
 ) -> DeadLetter:
     h = headers or {}
-    parts = subject.split(".")  # firegate.deadletter.<consumer>.<device>
+    parts = subject.split(".")  # firegate.deadletter.<consumer>.<device, or site for an incident>
     return DeadLetter(
         seq=seq,
         consumer=parts[2] if len(parts) > 2 else "",

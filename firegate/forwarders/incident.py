@@ -23,14 +23,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from firegate.bus.events import (
+    CenterInfo,
     Confirmation,
+    DeviceTime,
     FireAlarm,
     FireConfirmed,
     FireDismissed,
     IncidentAlarm,
     IncidentReport,
+    LocationSource,
     Point,
     SiteInfo,
+    UtcTime,
 )
 from firegate.forwarders.errors import AlarmError
 
@@ -39,6 +43,12 @@ IncidentState = Literal["pending", "confirmed", "dismissed"]
 DismissReason = Literal["false", "test"]
 DISMISS_REASONS: tuple[DismissReason, ...] = ("false", "test")
 MAX_ALARMS = 300  # per incident: about 1 KB each stored plus its 119 snapshot in the outbox, < 1 MB
+# The 119 body lists at most the first REPORT_FIRST and the newest REPORT_LAST confirmed alarms
+# (where the fire started, where it is spreading), and counts the rest: every update is a whole
+# snapshot stored in the stream, so an incident of n alarms would otherwise store O(n^2) bytes
+# (70 KB per update at 125 alarms).
+REPORT_FIRST = 10
+REPORT_LAST = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +76,19 @@ class AlarmRecord(BaseModel):
     device: str
     site: str
     state: AlarmState = "pending"
-    occurred_at: datetime | None
-    received_at: datetime
+    occurred_at: DeviceTime | None
+    received_at: UtcTime
     source: str
     manual: bool
     test: bool
     origin: str
     point: StoredPoint
     status_flags: list[str] = []
-    decided_at: datetime | None = None
+    decided_at: UtcTime | None = None
     decided_by: str | None = None
     reason: str | None = None
     merged_into: str | None = None
+    added_in: int | None = None  # the 119 update that first carried it
 
     @classmethod
     def from_event(cls, event: FireAlarm) -> AlarmRecord:
@@ -104,9 +115,22 @@ class AlarmRecord(BaseModel):
 
     @property
     def location(self) -> str | None:
-        return self.point.location or self.point.description
+        return self.located[0]
+
+    @property
+    def located(self) -> tuple[str | None, LocationSource | None]:
+        """Where, and from whom. The registry's point table wins over the device's description:
+        the center keeps the table and checks it when a site is commissioned, while the text
+        in the device (at most 31 bytes, typed into the panel by its installer) is often terse,
+        stale after a refit, or missing. Both go to 119 all the same (`point`)."""
+        if self.point.location:
+            return self.point.location, "registry"
+        if self.point.description:
+            return self.point.description, "device"
+        return None, None
 
     def for_119(self) -> IncidentAlarm:
+        location, source = self.located
         return IncidentAlarm(
             id=self.id,
             device=self.device,
@@ -115,6 +139,9 @@ class AlarmRecord(BaseModel):
             source=self.source,
             manual=self.manual,
             point=Point(**self.point.model_dump(include=set(Point.model_fields))),
+            location=location,
+            location_source=source,
+            added_in=self.added_in,
         )
 
 
@@ -133,12 +160,12 @@ class Incident(BaseModel):
     site: str
     test: bool
     state: IncidentState = "pending"
-    opened_at: datetime
-    last_alarm_at: datetime
+    opened_at: UtcTime
+    last_alarm_at: UtcTime
     alarms: list[AlarmRecord]
     extra_alarms: int = Field(0, description="alarms beyond MAX_ALARMS, counted only")
     updates: int = Field(0, description="fire_confirmed events published so far")
-    decided_at: datetime | None = None
+    decided_at: UtcTime | None = None
     decided_by: str | None = None
     confirmation: Confirmation | None = None
     reason: DismissReason | None = None
@@ -172,7 +199,9 @@ class Incident(BaseModel):
 
     # -- transitions (each returns nothing and mutates self; the caller stores it by CAS)
 
-    def add(self, event: FireAlarm, now: datetime, site: SiteInfo) -> AlarmRecord | None:
+    def add(
+        self, event: FireAlarm, now: datetime, site: SiteInfo, *, center: CenterInfo | None = None
+    ) -> AlarmRecord | None:
         """Take a new alarm; None if it is already here (a redelivery)."""
         if self.alarm(event.id) is not None:
             return None
@@ -191,17 +220,24 @@ class Incident(BaseModel):
             self._dismissed_event([record], "duplicate", "policy:duplicate", now, merged_into=earlier.id)
         elif self.state == "confirmed":
             # the fire is already confirmed: a new detector of the site updates the 119 incident
-            self._confirm_alarms([record], now, site)
+            self._confirm_alarms([record], now, site, center)
         return record
 
     def confirm(
-        self, by: str, how: Confirmation, now: datetime, site: SiteInfo, note: str | None = None
+        self,
+        by: str,
+        how: Confirmation,
+        now: datetime,
+        site: SiteInfo,
+        note: str | None = None,
+        *,
+        center: CenterInfo | None = None,
     ) -> list[AlarmRecord]:
         self._decidable()
         self.state, self.decided_at, self.decided_by = "confirmed", now, by
         self.confirmation, self.note = how, note
         pending = [a for a in self.alarms if a.state == "pending"]
-        self._confirm_alarms(pending, now, site)
+        self._confirm_alarms(pending, now, site, center)
         return pending
 
     def dismiss(
@@ -268,19 +304,29 @@ class Incident(BaseModel):
     def _after(self, now: datetime) -> float:
         return round((now - self.opened_at).total_seconds(), 3)
 
-    def _confirm_alarms(self, alarms: list[AlarmRecord], now: datetime, site: SiteInfo) -> None:
+    def _confirm_alarms(
+        self, alarms: list[AlarmRecord], now: datetime, site: SiteInfo, center: CenterInfo | None
+    ) -> None:
         """Confirm these alarms of a confirmed incident and record the 119 update."""
         assert self.decided_by is not None and self.confirmation is not None and self.decided_at is not None
         who = self.decided_by
-        for a in alarms:
-            a.state, a.decided_at, a.decided_by = "confirmed", now, who
         self.updates += 1
+        for a in alarms:
+            a.state, a.decided_at, a.decided_by, a.added_in = "confirmed", now, who, self.updates
         first = self.alarms[0]
+        confirmed = [a for a in self.alarms if a.state == "confirmed"]
+        listed = confirmed
+        if len(confirmed) > REPORT_FIRST + REPORT_LAST:
+            listed = confirmed[:REPORT_FIRST] + confirmed[-REPORT_LAST:]
         report = IncidentReport(
             incident_id=self.id,
             update=self.updates,
+            center=center or CenterInfo(),
             site=site,
-            alarms=[a.for_119() for a in self.alarms if a.state == "confirmed"],
+            alarms=[a.for_119() for a in listed],
+            alarm_count=len(confirmed),
+            alarms_omitted=len(confirmed) - len(listed),
+            new_alarm_ids=[a.id for a in alarms],
             first_alarm_at=self.opened_at,
             confirmed_at=self.decided_at,
             confirmed_by=who,
@@ -321,7 +367,8 @@ class Incident(BaseModel):
         )
 
     def _envelope(self, first: AlarmRecord, alarms: list[AlarmRecord], now: datetime) -> dict[str, Any]:
-        """What a transition event shares: on the subject of the incident's first device."""
+        """What a transition event shares; it is published on the incident's site
+        (``fire.confirmed.<site>``, ``fire.dismissed.<site>``), whichever device ``first`` is."""
         return {
             "device": first.device,
             "site": self.site,

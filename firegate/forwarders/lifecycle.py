@@ -3,8 +3,8 @@
 It consumes ``fire.alarm.>`` through the durable consumer ``lifecycle`` (any number of
 instances share it), files each alarm into its site's incident (`AlarmStore`, compare-and-set
 in a KV bucket), applies the auto-confirm policies, answers operators on
-``firegate.alarm.<action>``, and publishes every transition (``fire.confirmed.<device>``,
-``fire.dismissed.<device>``) from the incident's outbox under a deterministic message id.
+``firegate.alarm.<action>``, and publishes every transition (``fire.confirmed.<site>``,
+``fire.dismissed.<site>``) from the incident's outbox under a deterministic message id.
 
 Order of a change: store the incident (with its outbox), then publish, then clear the outbox.
 A crash anywhere leaves either nothing done (the alarm is redelivered) or a stored outbox that
@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from firegate.aio import stop_if_cancelled
-from firegate.bus.events import FireAlarm, SiteInfo, parse_event
+from firegate.bus.events import CenterInfo, FireAlarm, SiteInfo, parse_event
 from firegate.bus.jetstream import MSG_ID_HEADER
 from firegate.forwarders import api
 from firegate.forwarders import metrics as m
@@ -67,8 +67,10 @@ class Lifecycle:
         resync: float = 30.0,
         catch_up: float = 600.0,
         precedence: Precedence | None = None,
+        center: CenterInfo | None = None,
     ) -> None:
         self.nc = nc
+        self.center = center or CenterInfo()  # in every 119 body: who sends it
         self.precedence = precedence or Precedence()  # shared with the process's other consumers
         self.js = nc.jetstream()
         self.store = store
@@ -216,7 +218,7 @@ class Lifecycle:
                 return loaded[0]  # filed by an earlier delivery, whatever happened to it since
             if loaded is not None and loaded[0].accepts(event, self.policy):
                 incident, revision = loaded
-                incident.add(event, now, site)
+                incident.add(event, now, site, center=self.center)
                 try:
                     await self.store.save(incident, revision)
                 except Conflict:
@@ -226,7 +228,7 @@ class Lifecycle:
                 self.view[incident.id] = incident
                 return incident
             incident = open_incident(event)
-            incident.add(event, now, site)
+            incident.add(event, now, site, center=self.center)
             try:
                 created = await self.store.save(incident, None)
             except Conflict:
@@ -308,7 +310,7 @@ class Lifecycle:
 
         def change(incident: Incident) -> None:
             if state == "confirmed":
-                incident.confirm(by, how, now, self.site_info(incident.site), note)
+                incident.confirm(by, how, now, self.site_info(incident.site), note, center=self.center)
             else:
                 incident.dismiss(reason or "", by, now, note, seen=seen)
 

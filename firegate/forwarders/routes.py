@@ -21,9 +21,17 @@ from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from firegate.bus.events import DeviceOffline, Envelope, FaultRaised, FireConfirmed, Point, parse_event
+from firegate.bus.events import (
+    CenterInfo,
+    DeviceOffline,
+    Envelope,
+    FaultRaised,
+    FireConfirmed,
+    Point,
+    parse_event,
+)
 from firegate.bus.jetstream import tls_context
-from firegate.config import Dispatch119, Settings, WebhookDestination, _Delivery, _FaultFilter
+from firegate.config import Center, Dispatch119, Settings, WebhookDestination, _Delivery, _FaultFilter
 from firegate.forwarders import metrics as m
 from firegate.forwarders.courier import Courier, CourierSettings
 from firegate.forwarders.delivery import Delivery
@@ -72,6 +80,28 @@ def incident_body(delivery: Delivery) -> bytes:
     event = delivery.event
     assert isinstance(event, FireConfirmed)
     return event.incident.model_dump_json().encode()
+
+
+def center_info(center: Center) -> CenterInfo:
+    """The body's `center` from the config's ``center`` section."""
+    return CenterInfo(id=center.id, name=center.name, phone=center.phone)
+
+
+def incident_body_from(center: CenterInfo) -> Callable[[Delivery], bytes]:
+    """The POST body, naming ``center`` when the event does not name one (an event stored before
+    the center was configured, or by a lifecycle that was not told): every body says who sends it."""
+    if center == CenterInfo():
+        return incident_body
+
+    def body(delivery: Delivery) -> bytes:
+        event = delivery.event
+        assert isinstance(event, FireConfirmed)
+        incident = event.incident
+        if incident.center == CenterInfo():
+            incident = incident.model_copy(update={"center": center})
+        return incident.model_dump_json().encode()
+
+    return body
 
 
 def incident_key(delivery: Delivery) -> str:
@@ -123,10 +153,17 @@ def dispatch_couriers(
     js: JetStreamContext, settings: Settings, precedence: Precedence | None = None
 ) -> list[Courier]:
     d = settings.dispatch119
+    center = center_info(settings.center)
+    if d.urls and not (center.name and center.phone):
+        log.warning(
+            "center.name and center.phone are not set: 119 cannot tell which monitoring "
+            "center sent a fire, nor whom to call back"
+        )
+    body = incident_body_from(center)
     out = []
     for url in d.urls:
         latest = LatestUpdates()
-        poster = _poster(url, "119", d, body=incident_body, idempotency_key=incident_key)
+        poster = _poster(url, "119", d, body=body, idempotency_key=incident_key)
         out.append(
             Courier(
                 js,

@@ -116,6 +116,10 @@ CLOCK_SKEW: Final = Histogram(
     "Device time tag minus center time on arrival (GB 50440 allows 5 s)",
     buckets=(-300, -60, -5, -1, 0, 1, 5, 60, 300),
 )
+REFUSED_FIRES: Final = Counter(
+    "firegate_gateway_refused_fires_total",
+    "Frames carrying a fire alarm from a device the site registry does not admit",
+)
 CLOCK_SKEW_LIMIT: Final = 5.0  # seconds, GB 50440: a session warns once past it
 
 LABEL_VALUES: Final[dict[str, dict[str, tuple[str, ...]]]] = {

@@ -24,6 +24,7 @@ from firegate.codecs.gb26875 import (
     TimeTag,
     UitdOperation,
 )
+from firegate.devicetime import device_now
 from firegate.gateway import metrics
 from firegate.gateway.addressing import DEVICE_ID, AddressMode
 from firegate.gateway.liveness import DeviceTracker
@@ -52,7 +53,7 @@ class GatewayOptions:
     retries: int = 3
     patrol_interval: float = 0.0
     clock_sync_on_connect: bool = True
-    clock_sync_daily_at: dt_time | None = None  # local time of a daily clock sync of every device
+    clock_sync_daily_at: dt_time | None = None  # device-zone time of a daily clock sync of every device
     rate_limit: float = 20.0
     rate_burst: int = 40
     write_buffer_limit: int = 64 * 1024
@@ -124,7 +125,9 @@ class Gateway:
 
     @staticmethod
     def now_local() -> datetime:
-        return datetime.now()
+        """Now in the device time zone (aware), not the host's: what device clocks are compared
+        with and set to (GB/T 26875.3 time tags carry no zone)."""
+        return device_now()
 
     @staticmethod
     def now_utc() -> datetime:
@@ -429,7 +432,7 @@ class Gateway:
         """Sync every connected device's clock once a day (GB 50440 keeps clocks within 5 s)."""
         while True:
             now = self.now_local()
-            due = datetime.combine(now.date(), at)
+            due = datetime.combine(now.date(), at, tzinfo=now.tzinfo)
             if due <= now:
                 due += timedelta(days=1)
             if await self._sleep_or_stop((due - now).total_seconds()):

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal, cast
 
 from firegate.bus.events import DeviceInfo, DeviceRefused, Envelope, Point, event_id
@@ -29,6 +30,7 @@ from firegate.codecs.gb26875 import (
     encode_data_unit,
 )
 from firegate.codecs.gb26875.tables import TypeFlag, name_of, zh_of
+from firegate.devicetime import device_time
 from firegate.gateway import metrics
 from firegate.gateway.udp import DatagramPeer
 from firegate.ingest import Lane, Outcome, Report, carries_fire
@@ -40,6 +42,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("firegate.gateway")
 
 READ_SIZE = 4096  # per-connection receive buffer: 10,000 connections must fit in a few hundred MB
+
+
+def _skew(tag: datetime, now: datetime) -> float:
+    """Seconds a device's clock is ahead of the center's: its time tag against now, both read in
+    the device time zone (never the host's)."""
+    device, center = device_time(tag), device_time(now)
+    assert device is not None and center is not None
+    return (device - center).total_seconds()
 
 
 class CommandFailed(Exception):
@@ -209,7 +219,7 @@ class Session(asyncio.BufferedProtocol):
         if frame.time.value is not None and raw not in self._recent and raw not in self._unconfirmed:
             # against the time it arrived, not the time it is handled: a loaded center does not
             # make a device's clock wrong; and never from a resend, which keeps its first time tag
-            item.skew = (frame.time.value - self.gw.now_local()).total_seconds()
+            item.skew = _skew(frame.time.value, self.gw.now_local())
         queued = self._queued()
         full = queued >= self.gw.options.queue_limit or self.gw.ingest.full
         if self.protocol == "udp" and not fire and full:
@@ -384,7 +394,7 @@ class Session(asyncio.BufferedProtocol):
             id=event_id(device, type_flag, frame.data, "raw"),
             device=device,
             site=self.gw.site_of(device),
-            occurred_at=frame.time.value,
+            occurred_at=device_time(frame.time.value),
             received_at=self.gw.now_utc(),
             raw=frame.raw.hex(),
             info_type=type_flag,
@@ -416,6 +426,7 @@ class Session(asyncio.BufferedProtocol):
         a fire, which is also logged as a WARNING), so an operator sees a new device's fire."""
         frame = item.frame
         if item.fire:
+            metrics.REFUSED_FIRES.inc()
             self.log.warning(
                 "refused a FIRE ALARM from a device the site registry does not admit (%s); "
                 "admit it in the registry to receive its alarms",
@@ -428,7 +439,7 @@ class Session(asyncio.BufferedProtocol):
             id=event_id(device, frame.data[0] if frame.data else 0, frame.data, f"refused.{reason}"),
             device=device,
             site=self.gw.site_of(device),
-            occurred_at=frame.time.value,
+            occurred_at=device_time(frame.time.value),
             received_at=self.gw.now_utc(),
             raw=frame.raw.hex(),
             peer=self.peer,

@@ -51,6 +51,7 @@ from firegate.codecs.gb26875.tables import (
     zh_of,
 )
 from firegate.codecs.gb26875.timetag import TimeTag
+from firegate.devicetime import device_now, device_time
 from firegate.ingest.priority import UITD_MANUAL_ALARM, is_fire
 
 # Status bits that are faults (raised/cleared), per object kind; the rest are plain status.
@@ -113,10 +114,17 @@ def _point(device: str, obj: InfoObject, location_of: LocationLookup | None) -> 
 
 
 def _occurred(obj: InfoObject, frame_time: datetime | None) -> datetime | None:
+    """The object's own time tag, else the frame's, read in the device time zone."""
     tag = getattr(obj, "time", None)
     if isinstance(tag, TimeTag) and tag.value is not None:
-        return tag.value
-    return frame_time
+        return device_time(tag.value)
+    return device_time(frame_time)
+
+
+def _aware(value: datetime) -> datetime:
+    aware = device_time(value)
+    assert aware is not None
+    return aware
 
 
 class Normalizer:
@@ -263,7 +271,7 @@ class Normalizer:
             )
         previous = out.states.get(key) or known.get(key)
         before = previous.status if previous else 0b1  # first sight: assume normal
-        now = occurred or datetime.now()
+        now = occurred or device_now()
         faults = FAULT_CONDITIONS[type(obj)]
         for condition in faults:
             bit = 1 << names.index(condition)
@@ -280,7 +288,8 @@ class Normalizer:
                     )
                 )
             elif before & bit and not obj.status & bit:
-                duration = (now - previous.since).total_seconds() if previous else None
+                # a state stored by an older firegate has a naive time: the device's, in its zone
+                duration = (now - _aware(previous.since)).total_seconds() if previous else None
                 out.events.append(
                     FaultCleared(
                         id=eid(f"cleared.{condition}"),

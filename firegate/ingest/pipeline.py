@@ -27,6 +27,7 @@ from firegate.aio import stop_if_cancelled
 from firegate.bus.events import DeviceInfo, Envelope, FireAlarm, Point, event_id
 from firegate.codecs.gb26875 import DataUnit
 from firegate.codecs.gb26875.tables import TypeFlag, name_of, zh_of
+from firegate.devicetime import device_now, device_time
 from firegate.errors import FiregateError
 from firegate.ingest import metrics
 from firegate.ingest.normalize import Normalizer
@@ -97,7 +98,7 @@ class Ingest:
         normalizer: Normalizer,
         settings: IngestSettings | None = None,
         *,
-        now_local: Callable[[], datetime] = datetime.now,
+        now_local: Callable[[], datetime] = device_now,
     ) -> None:
         self.sink = sink
         self.normalizer = normalizer
@@ -294,15 +295,14 @@ class Ingest:
         return True
 
     def _observe_device_to_bus(self, events: list[Envelope]) -> None:
-        stored_at = self.now_local()
+        # both in the device time zone (a naive time is read in it, never in the host's zone)
+        stored_at = device_time(self.now_local())
+        assert stored_at is not None
         observe = metrics.DEVICE_TO_BUS.observe
         for event in events:
-            occurred = event.occurred_at
+            occurred = device_time(event.occurred_at)
             if occurred is not None and event.kind != "device":
-                if occurred.tzinfo is not None:
-                    observe((stored_at.astimezone(occurred.tzinfo) - occurred).total_seconds())
-                else:
-                    observe((stored_at.replace(tzinfo=None) - occurred).total_seconds())
+                observe((stored_at - occurred).total_seconds())
 
 
 _FIRE_SOURCE: dict[int, Literal["system", "component", "uitd", "operation"]] = {
@@ -322,7 +322,7 @@ def _fallback(report: Report, site: str, received: datetime) -> list[Envelope]:
     common = {
         "device": report.device,
         "site": site,
-        "occurred_at": report.frame_time,
+        "occurred_at": device_time(report.frame_time),
         "received_at": received,
         "raw": report.raw.hex(),
     }

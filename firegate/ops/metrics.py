@@ -11,7 +11,7 @@ import asyncio
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics import MetricWrapperBase
 
 import firegate
@@ -36,6 +36,18 @@ BUILD_INFO.labels(version=firegate_version()).set(1)
 EVENT_LOOP_LAG = Gauge(
     "firegate_event_loop_lag_seconds",
     "How late the event loop ran a 1 s timer, last sample: sustained lag delays every frame's confirm",
+)
+
+
+_registry_reloads = Counter(
+    "firegate_site_registry_reloads_total",
+    "SIGHUP reloads of the site registry, by result (failed: the previous registry stays in force)",
+    ["result"],
+)
+SITE_REGISTRY_RELOADS = {r: _registry_reloads.labels(result=r) for r in ("ok", "failed")}
+SITE_REGISTRY_STALE = Gauge(
+    "firegate_site_registry_stale",
+    "1 while the site registry's file failed its last reload (the previous registry is in force), else 0",
 )
 
 

@@ -1,5 +1,13 @@
 """`firegate sim`: a load run against a center, `firegate sim alarm`: one fire alarm, one latency, or
-`firegate sim storm`: the district-wide storm (every device reports within one second)."""
+`firegate sim storm`: the district-wide storm (every device reports within one second).
+
+Every command's devices are in the standard's test state unless `--real` is given: bit 0 of each
+status they report is clear (§4: 0 test, 1 normal operation), so their fire alarms reach a center
+as test alarms, which firegate's lifecycle never confirms by policy nor sends to 119 as a real
+fire. `--real` sends real alarms (bit 0 set), e.g. to try the path to 119. The library functions
+(`run_load`, `run_storm`, `one_alarm`, `SimulatedUitd`) send what their `DeviceSettings.test_mode`
+says; only the commands choose test mode for their user.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +83,19 @@ def _share(text: str) -> float:
     return value
 
 
-def _common(p: argparse.ArgumentParser, *, udp: bool = True) -> None:
+REAL_HELP = (
+    "send real alarms: bit 0 of every status set (normal operation), so that a center treats "
+    "fire and manual-call-point alarms as real fires (its policies may confirm them and send them "
+    "to 119). Default: the standard's test state (bit 0 clear), test alarms that firegate never "
+    "confirms by policy nor sends to 119 as a real fire"
+)
+TEST_NOTE = (
+    "test mode (status bit 0 clear): test alarms, never confirmed by policy nor sent to 119 as a "
+    "real fire; --real for real ones"
+)
+
+
+def _common(p: argparse.ArgumentParser, *, udp: bool = True, test_mode_flag: bool = False) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the center's address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9001, help="the center's port (default 9001)")
     if udp:
@@ -115,13 +135,22 @@ def _common(p: argparse.ArgumentParser, *, udp: bool = True) -> None:
         default="auto",
         help="event loop (auto: uvloop when installed)",
     )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--real", action="store_true", help=REAL_HELP)
+    if test_mode_flag:
+        mode.add_argument(
+            "--test-mode",
+            action="store_true",
+            help="the standard's test mode (status bit 0 clear): the default; kept for older scripts",
+        )
 
 
 def load_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="firegate sim",
         description="Simulated UITDs against a GB/T 26875.3 center: one TCP connection per device, "
-        "heartbeats plus a random traffic mix. Exit 0 when nothing failed and every device was "
+        "heartbeats plus a random traffic mix. The devices are in the standard's test state (their "
+        "fire alarms are test alarms) unless --real. Exit 0 when nothing failed and every device was "
         "still connected at the end. "
         "`firegate sim alarm --help`: one fire alarm from one device; "
         "`firegate sim storm --help`: every device reports within one second.",
@@ -193,7 +222,8 @@ def alarm_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="firegate sim alarm",
         description="Connect as one UITD, send one fire alarm (type 2, fire bit), print the time from "
-        "sending it to the center's confirm. Exit 0 when it was confirmed.",
+        "sending it to the center's confirm. A test alarm (status bit 0 clear: the standard's test "
+        "state) unless --real. Exit 0 when the center confirmed the frame.",
     )
     _common(p)
     p.add_argument("--device", type=_address, default=889, help="the UITD's address (default 889)")
@@ -210,10 +240,12 @@ def storm_parser() -> argparse.ArgumentParser:
         "--fire-share of them a fire alarm (type 2) just before it. Devices behave as the standard "
         "says: one frame outstanding, the same bytes resent after --confirm-timeout, up to --retries "
         "times; the center's commands are answered. Ends when every burst frame is confirmed or "
-        "failed, or after --timeout. Prints a summary (--json: one JSON object, with each fire's "
-        "first-send wall-clock time). Exit 0 only when every burst frame was confirmed.",
+        "failed, or after --timeout. The devices are in the standard's test state (status bit 0 "
+        "clear: test alarms and test faults) unless --real. Prints a summary (--json: one JSON "
+        "object, with each fire's first-send wall-clock time). Exit 0 only when every burst frame "
+        "was confirmed.",
     )
-    _common(p, udp=False)
+    _common(p, udp=False, test_mode_flag=True)
     p.add_argument("--devices", type=_number(int), default=10_000, help="simulated UITDs (default 10000)")
     p.add_argument(
         "--connect-over",
@@ -249,8 +281,8 @@ def storm_parser() -> argparse.ArgumentParser:
         "--fire-kind",
         choices=tuple(FIRE_KINDS),
         default="detector",
-        help="detector (smoke/heat detector) or manual (a manual call point, type 23: the center's "
-        "default policy confirms it at once and forwards it to 119) (default detector)",
+        help="detector (smoke/heat detector) or manual (a manual call point, type 23: with --real, "
+        "the center's default policy confirms it at once and forwards it to 119) (default detector)",
     )
     p.add_argument(
         "--fault-kind",
@@ -260,7 +292,6 @@ def storm_parser() -> argparse.ArgumentParser:
         "component (a building component's fault, type 2), none (only the fires) "
         "(default main_power)",
     )
-    p.add_argument("--test-mode", action="store_true", help="status bit 0 clear: the standard's test mode")
     p.add_argument(
         "--timeout",
         type=_number(float),
@@ -301,12 +332,14 @@ def _run(coro: Coroutine[Any, Any, _T], loop: str) -> _T:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> DeviceSettings:
+    """The devices' settings from the common options: test mode unless --real."""
     return DeviceSettings(
         confirm_timeout=args.confirm_timeout,
         retries=args.retries,
         serial_start=args.serial_start,
         connect_timeout=args.connect_timeout,
         center_address=args.center_address,
+        test_mode=not args.real,
         **extra,
     )
 
@@ -339,8 +372,10 @@ def _load(argv: Sequence[str]) -> int:
         ),
         args.loop,
     )
+    if settings.test_mode:
+        report = replace(report, notes=(*report.notes, TEST_NOTE))
     if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
+        print(json.dumps({**report.to_json(), "test_mode": settings.test_mode}, ensure_ascii=False))
     else:
         print(report.render())
     return 0 if report.ok else 1
@@ -356,7 +391,8 @@ async def one_alarm(
     settings: DeviceSettings | None = None,
 ) -> tuple[ExchangeResult | None, float | None]:
     """Send one fire alarm from a fresh device: (its result, seconds to connect). (None, None) when
-    no connection was made within the connect timeout."""
+    no connection was made within the connect timeout. A test alarm when `settings.test_mode`
+    (the `firegate sim alarm` default), else a real one (the `DeviceSettings` default)."""
     s = replace(settings or DeviceSettings(), heartbeat_interval=None, heartbeat_on_connect=False)
     cls = UdpSimulatedUitd if udp else SimulatedUitd
     async with cls(device, host, port, settings=s) as uitd:
@@ -385,6 +421,8 @@ def _alarm(argv: Sequence[str]) -> int:
     except ValueError as e:
         parser.error(str(e))
     what = "manual call point alarm" if args.manual else "fire alarm"
+    if settings.test_mode:
+        what = f"test {what}"
     where = f"{args.host}:{args.port}"
     result, connect = _run(
         one_alarm(
@@ -396,6 +434,7 @@ def _alarm(argv: Sequence[str]) -> int:
         "device": args.device,
         "center": where,
         "kind": "manual" if args.manual else "fire",
+        "test": settings.test_mode,
     }
     if result is None:
         doc.update(outcome="no_connection", latency_ms=None)
@@ -415,6 +454,8 @@ def _alarm(argv: Sequence[str]) -> int:
                 f"device {args.device} -> {where}: {what} confirmed in {latency:.2f} ms "
                 f"(serial {result.serial}, {tries})"
             )
+            if settings.test_mode:
+                text += f"\n{TEST_NOTE}"
         else:
             text = f"device {args.device} -> {where}: {what} {result.outcome} after {tries}"
     print(json.dumps(doc, ensure_ascii=False) if args.json else text)
@@ -441,7 +482,7 @@ def _storm(argv: Sequence[str]) -> int:
             fire_share=args.fire_share,
             fire_kind=args.fire_kind,
             fault_kind=args.fault_kind,
-            test_mode=args.test_mode,
+            test_mode=settings.test_mode,
             burst_timeout=args.timeout,
             heartbeat_interval=args.heartbeat or None,
             settings=settings,

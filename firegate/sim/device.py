@@ -18,7 +18,7 @@ import heapq
 import random
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from time import perf_counter, time
 from types import TracebackType
@@ -39,6 +39,7 @@ from firegate.codecs.gb26875 import (
     build_frame,
 )
 from firegate.codecs.gb26875.tables import FIRE_BIT, NORMAL_BIT
+from firegate.devicetime import device_now
 from firegate.sim import payloads
 from firegate.sim.payloads import URGENT_KINDS, Kind
 from firegate.sim.report import SimStats
@@ -609,9 +610,11 @@ class SimulatedUitd:
     # ---- what to send ----------------------------------------------------------------------
 
     def _tag(self) -> TimeTag:
+        """Now on this device's clock: the device time zone (as the center reads it, whatever
+        the host's zone), plus the offset a clock sync or ``clock_skew`` set."""
         if not self._clock_offset:
             return TimeTag.now()
-        when = datetime.now() + timedelta(seconds=self._clock_offset)
+        when = device_now() + timedelta(seconds=self._clock_offset)
         return TimeTag.from_datetime(when.replace(microsecond=0))
 
     def _build(self, kind: Kind) -> tuple[Kind, bytes]:
@@ -778,7 +781,9 @@ class SimulatedUitd:
                 if not isinstance(obj, ClockSync) or obj.time.value is None:
                     self._deny(link, frame)
                     return
-                self._clock_offset = round((obj.time.value - datetime.now()).total_seconds())
+                # the device's clock runs in the device time zone (as the center's), not the host's
+                now = device_now().replace(tzinfo=None)
+                self._clock_offset = round((obj.time.value - now).total_seconds())
             elif kind == 89:
                 self._fire = self._fault = -1
                 self._power = 0

@@ -4,6 +4,11 @@ The generator draws items at `rate` per second in total (over all devices), each
 hands each to a random started device. Periodic heartbeats come on top, from every device.
 Devices and load ramp up linearly over `ramp` seconds. At `duration` the generator stops, devices
 finish the exchange in flight (for at most `drain` seconds) and disconnect.
+
+The default mix holds fire alarms and manual call points. Whether a center takes them as real
+fires is `settings.test_mode`'s choice (status bit 0 clear: the standard's test state). The
+`firegate sim` command sets it unless `--real`; code that calls `run_load` sets it itself
+(`DeviceSettings` defaults to real alarms).
 """
 
 from __future__ import annotations
@@ -118,7 +123,8 @@ async def run_load(
 ) -> LoadReport:
     """Drive `devices` simulated UITDs against host:port for `duration` seconds; see the module doc.
 
-    `settings` gives every device's behaviour; `heartbeat_interval` overrides its heartbeat, and
+    `settings` gives every device's behaviour, test mode included (`DeviceSettings.test_mode`;
+    None: `DeviceSettings()`, real alarms); `heartbeat_interval` overrides its heartbeat, and
     heartbeat phases are random. `ramp` None picks `auto_ramp`. Returns when everything has
     stopped, at most `duration + drain` after the start.
     """

@@ -10,6 +10,10 @@ queue), the same bytes resent after `confirm_timeout` up to `retries` times, the
 (clock sync, reads, ...) answered, periodic heartbeats with random phases. The run ends when every
 burst frame has been confirmed or has failed, or `burst_timeout` seconds after the burst began.
 
+The devices report real alarms and faults unless `test_mode` (or `settings.test_mode`) puts them
+in the standard's test state (status bit 0 clear), which `firegate sim storm` does unless `--real`:
+firegate never confirms a test alarm by policy nor sends it to 119 as a real fire.
+
 Latencies run from a frame's first transmission to its confirm; each fire's `sent_at` is the wall
 clock (time.time()) of its first transmission, to match against what reached the bus.
 """
@@ -293,7 +297,8 @@ async def run_storm(
     settle (the burst comes anyway after that, with a note). `burst_timeout` bounds the burst
     phase, from its first frame on.
     `settings` gives every device's behaviour (confirm timeout, retries, ...); `heartbeat_interval`
-    (None: no periodic heartbeats) and `test_mode` override it. `on_phase` is called with
+    (None: no periodic heartbeats) and `test_mode` override it (`test_mode` True puts the devices in
+    test mode; False keeps `settings.test_mode`, real alarms by default). `on_phase` is called with
     "settled" (the burst is about to begin) and "done" (the burst has ended, devices still
     connected), e.g. for a benchmark to read CPU counters.
     """

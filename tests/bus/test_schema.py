@@ -252,8 +252,11 @@ def test_asyncapi_has_a_channel_per_kind() -> None:
     assert kinds == schema.KINDS
     for kind in kinds:
         channel = channels[kind]
-        assert channel["address"] == f"fire.{kind}.{{device}}"
-        assert set(channel["parameters"]) == {"device"}
+        # an incident's events are on its site (every alarm of it says which), the rest on a device
+        key = "site" if kind in ("confirmed", "dismissed") else "device"
+        assert channel["address"] == f"fire.{kind}.{{{key}}}"
+        assert set(channel["parameters"]) == {key}
+        resolve(channel["parameters"][key]["$ref"])
         assert channel["x-jetstream"] == {"stream": "FIRE"}
         assert "Nats-Msg-Id" in channel["description"]
         assert "2-minute duplicate window" in channel["description"]

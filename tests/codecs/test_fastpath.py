@@ -13,7 +13,6 @@ import json
 import struct
 import time
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from firegate.codecs.gb26875.reference import (
 )
 from firegate.codecs.gb26875.structs import BODIES, TIMED
 from firegate.codecs.gb26875.text import decode_text
+from firegate.devicetime import device_now
 from tests.codecs.strategies import frames, max_objects, objects, texts, time_tags
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -306,9 +306,9 @@ def test_decode_text_follows_the_spec_rule(raw: bytes) -> None:
 
 
 def test_time_tag_now_is_now_and_shared_within_a_second() -> None:
-    before = datetime.now().replace(microsecond=0)
-    tag = TimeTag.now()
-    assert tag.value is not None and before <= tag.value <= datetime.now()
+    before = device_now().replace(microsecond=0, tzinfo=None)
+    tag = TimeTag.now()  # in the device time zone, not the host's (a UTC host here)
+    assert tag.value is not None and before <= tag.value <= device_now().replace(tzinfo=None)
     for _ in range(100):
         second = int(time.time())
         first, again = TimeTag.now(), TimeTag.now()
@@ -370,8 +370,6 @@ def test_answer_is_build_frame_with_swapped_addresses(
 
 def test_answer_without_a_time_uses_now() -> None:
     frame = parse_frame(build_frame(serial=7, command=2, source=889, destination=88888))
-    before = datetime.now().replace(microsecond=0)
-    back = parse_frame(answer(frame, 3))
-    assert back.time.value is not None and before <= back.time.value <= datetime.now()
-
-
+    before = device_now().replace(microsecond=0, tzinfo=None)
+    back = parse_frame(answer(frame, 3))  # the center's answers carry now in the device time zone
+    assert back.time.value is not None and before <= back.time.value <= device_now().replace(tzinfo=None)

@@ -171,7 +171,9 @@ async def test_a_refused_payload_is_dead_lettered_at_once_and_others_go_on(rig: 
         assert await rig.fake.wait_for(1, 5) == ["inc-good:1"]
     (dead,) = await rig.dead_letters()
     assert dead.headers["Firegate-Reason"] == "refused"
-    assert dead.headers["Firegate-Subject"] == "fire.confirmed.74565"
+    # the incident's site names the subjects, whichever device its first alarm came from
+    assert dead.headers["Firegate-Subject"] == "fire.confirmed.SH-1"
+    assert dead.subject == "firegate.deadletter.fwd-119-test.SH-1"
     assert FireConfirmed.model_validate_json(dead.data).incident.incident_id == "inc-bad"
 
 
@@ -326,7 +328,7 @@ async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> Non
         assert listed.returncode == 0, listed.stderr
         (row,) = json.loads(listed.stdout)
         assert (row["destination"], row["reason"], row["subject"], row["event_id"]) == (
-            "119", "refused", "fire.confirmed.74565", "inc-parked.confirmed.1"
+            "119", "refused", "fire.confirmed.SH-1", "inc-parked.confirmed.1"
         )
         assert (await asyncio.to_thread(cli, "replay", "999")).returncode == 1
         replayed = await asyncio.to_thread(cli, "replay", str(row["seq"]))

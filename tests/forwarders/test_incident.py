@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firegate.bus.events import (
+    CenterInfo,
     Envelope,
     FireAlarm,
     FireConfirmed,
     FireDismissed,
+    IncidentReport,
     Point,
     SiteInfo,
     parse_event,
@@ -110,7 +112,9 @@ def outbox_events(inc: Incident) -> list[Envelope]:
         event = parse_event(item.data)
         assert isinstance(event, FireConfirmed | FireDismissed)
         assert item.msg_id == event.id
-        assert item.subject == f"fire.{event.kind}.{event.device}"
+        # on the incident's site, whichever device the event names: a reader predicts it from the
+        # `site` of any alarm of the incident
+        assert item.subject == f"fire.{event.kind}.{inc.site}"
         assert event.site == inc.site
         assert event.test == inc.test
         out.append(event)
@@ -264,7 +268,7 @@ def test_a_repeat_of_a_point_is_merged_into_the_first_alarm() -> None:
     assert event.id == f"{inc.id}.merged.{dup.id}"
     assert event.after_s == 40.0
     assert event.device == dup.device
-    assert inc.outbox[0].subject == f"fire.dismissed.{dup.device}"
+    assert inc.outbox[0].subject == f"fire.dismissed.{SITE_ID}"
 
 
 def test_every_repeat_merges_into_the_first_unmerged_alarm() -> None:
@@ -329,7 +333,7 @@ def test_confirm_confirms_pending_alarms_and_emits_fire_confirmed() -> None:
 
     [event] = confirmations(inc)
     assert event.id == f"{inc.id}.confirmed.1" == inc.outbox[-1].msg_id
-    assert inc.outbox[-1].subject == f"fire.confirmed.{a.device}"
+    assert inc.outbox[-1].subject == f"fire.confirmed.{SITE_ID}"
     assert event.alarm_ids == [a.id, b.id]
     assert event.after_s == 42.5 >= 0
     assert event.received_at == at(42.5)
@@ -454,7 +458,7 @@ def test_dismiss(reason: str) -> None:
     assert inc.alarm(dup.id).reason == "duplicate"  # type: ignore[union-attr]
     event = dismissals(inc)[-1]
     assert event.id == f"{inc.id}.dismissed" == inc.outbox[-1].msg_id
-    assert inc.outbox[-1].subject == f"fire.dismissed.{a.device}"
+    assert inc.outbox[-1].subject == f"fire.dismissed.{SITE_ID}"
     assert event.reason == reason
     assert event.alarm_ids == [a.id, b.id]
     assert event.dismissed_by == "alice"
@@ -633,7 +637,7 @@ def test_listing_row() -> None:
     assert row["kind"] == "alarm" and row["state"] == "pending"
     assert row["location"] == "Lobby, north door"
     assert row["incident"] == inc.id and row["incident_state"] == "pending"
-    assert row["occurred_at"] == LOCAL0.isoformat()
+    assert row["occurred_at"] == "2026-11-23T10:30:00+08:00"  # the device's time, with its offset
     assert row["received_at"] == "2026-11-23T02:30:00Z"
     assert row["decided_at"] is None and row["merged_into"] is None
     assert row["description"] == "smoke 1F"
@@ -688,12 +692,12 @@ def test_outbox_items_parse_into_their_models() -> None:
         "FireConfirmed",
         "FireDismissed",
     ]
+    # every event of the incident on its site: device 77777's alarm and its repeat are no longer
+    # published on the subject of device 74565 (which opened the incident) and of 77777 by turns
     assert [item.subject for item in inc.outbox] == [
-        "fire.dismissed.74565",
-        "fire.confirmed.74565",
-        "fire.confirmed.74565",
-        "fire.dismissed.77777",
+        f"fire.{kind}.{SITE_ID}" for kind in ("dismissed", "confirmed", "confirmed", "dismissed")
     ]
+    assert [e.device for e in events] == ["74565", "74565", "74565", "77777"]
     assert len({item.msg_id for item in inc.outbox}) == len(inc.outbox)
 
 
@@ -877,3 +881,132 @@ def test_a_dismissal_by_alarm_goes_by_filing_order_not_time() -> None:
     assert unknown.value.reason == "unknown"
     inc.dismiss("false", "zhang", at(20), seen=inc.alarms[1].id)
     assert inc.state == "dismissed"
+
+
+# -- the 119 body: center, location, what is new, size (issue 19)
+
+
+CENTER = CenterInfo(id="SH-XH-FRMC", name="上海市徐汇区城市消防远程监控中心", phone="021-64119119")
+
+
+def reports(inc: Incident) -> list[IncidentReport]:
+    return [e.incident for e in confirmations(inc)]
+
+
+def test_every_body_names_the_center() -> None:
+    """A fire from an unregistered device says "call the monitoring center": which one."""
+    unknown = SiteInfo(id="310042", registered=False)
+    inc = start(fire(device="310042", site="310042"))
+    inc.confirm("alice", "operator", at(10), unknown, center=CENTER)
+    add_with = inc.add(
+        fire(device="310042", site="310042", address=2, offset=20), at(20), unknown, center=CENTER
+    )
+    assert add_with is not None
+    first, second = reports(inc)
+    assert first.center == second.center == CENTER
+    assert first.site.registered is False
+    body = json.loads(first.model_dump_json())
+    assert body["center"] == {
+        "id": "SH-XH-FRMC",
+        "name": "上海市徐汇区城市消防远程监控中心",
+        "phone": "021-64119119",
+    }
+
+
+def test_the_registry_location_wins_and_both_are_carried() -> None:
+    inc = start(fire(address=1, description="2F东走廊烟感", location="2F 东侧走廊 感烟探测器 (10 区 2 号)"))
+    add(inc, fire(address=2, offset=1, description="机房温感"))  # not in the point table
+    add(inc, fire(address=3, offset=2))  # neither
+    inc.confirm("alice", "operator", at(5), SITE, center=CENTER)
+    (report,) = reports(inc)
+    registry, device, neither = report.alarms
+    assert (registry.location, registry.location_source) == (
+        "2F 东侧走廊 感烟探测器 (10 区 2 号)",
+        "registry",
+    )
+    assert registry.point.description == "2F东走廊烟感"  # the device's own text goes along
+    assert registry.point.location == "2F 东侧走廊 感烟探测器 (10 区 2 号)"
+    assert (device.location, device.location_source) == ("机房温感", "device")
+    assert (neither.location, neither.location_source) == (None, None)
+    rows = [listing(inc, a) for a in inc.alarms]  # the operator's list agrees
+    assert [r["location"] for r in rows] == [registry.location, device.location, None]
+
+
+def test_each_update_names_the_alarms_new_since_the_previous_one() -> None:
+    a, b = fire(address=1), fire(address=2, offset=3)
+    inc = start(a)
+    add(inc, b)
+    inc.confirm("alice", "operator", at(10), SITE, center=CENTER)
+    c = fire(address=3, offset=40)
+    add(inc, c)
+    add(inc, fire(address=3, offset=41))  # a repeat of c's point: merged, no update
+    d = fire(address=4, offset=50)
+    add(inc, d)
+    first, second, third = reports(inc)
+    assert first.new_alarm_ids == [a.id, b.id]
+    assert second.new_alarm_ids == [c.id] and third.new_alarm_ids == [d.id]
+    assert [(x.id, x.added_in) for x in third.alarms] == [(a.id, 1), (b.id, 1), (c.id, 2), (d.id, 3)]
+    assert [r.alarm_count for r in (first, second, third)] == [2, 3, 4]
+    assert all(r.alarms_omitted == 0 for r in (first, second, third))
+
+
+def _big_alarm(i: int) -> FireAlarm:
+    """A fire alarm as big as real ones: names in two languages, the device's text, the registry's."""
+    return FireAlarm(
+        id=f"{100120 + i % 50}.2.{i:020x}.alarm",
+        device=str(100120 + i % 50),
+        site=SITE_ID,
+        occurred_at=LOCAL0 + timedelta(seconds=i),
+        received_at=at(i),
+        raw="40" * 80,
+        source="component",
+        point=Point(
+            system_type=1,
+            system_type_name="fire_alarm_system",
+            system_type_zh="火灾报警系统",
+            system_address=1,
+            component_type=42,
+            component_type_name="point_photoelectric_smoke_detector",
+            component_type_zh="点型光电感烟火灾探测器",
+            component_address=(i + 1) << 16 | 10,
+            description=f"{i % 30}F东侧走廊感烟",
+            location=f"{i % 30}F 东侧走廊 感烟探测器 (10 区 {i + 1} 号)",
+        ),
+        status=3,
+        status_flags=["normal", "fire"],
+    )
+
+
+def test_a_large_incident_keeps_its_bodies_bounded() -> None:
+    """125 detectors of one site: 125 updates, each a whole snapshot. They used to list every
+    alarm (70 KB each at the end, 60 % of the stream's bytes); now at most the first and the
+    newest ten, with counts, so no body passes 16 KB."""
+    inc = start(_big_alarm(0))
+    inc.confirm("alice", "operator", at(1), SITE, center=CENTER)
+    for i in range(1, 125):
+        inc.add(_big_alarm(i), at(i), SITE, center=CENTER)
+    bodies = reports(inc)
+    assert [r.update for r in bodies] == list(range(1, 126))
+    sizes = [len(r.model_dump_json().encode()) for r in bodies]
+    assert max(sizes) < 16_000, max(sizes)
+    stored = [len(item.data.encode()) for item in inc.outbox]  # the events as the stream keeps them
+    assert sum(stored) < 125 * 16_000
+    last = bodies[-1]
+    assert last.alarm_count == 125 and last.alarms_omitted == 105 and len(last.alarms) == 20
+    ids = [a.id for a in last.alarms]
+    assert ids[:10] == [_big_alarm(i).id for i in range(10)]  # where it started
+    assert ids[10:] == [_big_alarm(i).id for i in range(115, 125)]  # where it is spreading
+    assert last.new_alarm_ids == [_big_alarm(124).id] and last.new_alarm_ids[0] in ids
+    for report in bodies:  # the new alarm of every update is in its body
+        assert set(report.new_alarm_ids) <= {a.id for a in report.alarms}
+        assert report.alarm_count == len(report.alarms) + report.alarms_omitted == report.update
+
+
+def test_a_confirmation_of_many_pending_alarms_is_bounded_too() -> None:
+    inc = start(_big_alarm(0))
+    for i in range(1, 300):  # MAX_ALARMS of them pending when the operator confirms
+        add(inc, _big_alarm(i))
+    inc.confirm("alice", "operator", at(400), SITE, center=CENTER)
+    (report,) = reports(inc)
+    assert report.alarm_count == 300 and len(report.alarms) == 20 and len(report.new_alarm_ids) == 300
+    assert len(report.model_dump_json().encode()) < 32_000

@@ -14,7 +14,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 
-from firegate.bus.events import FireAlarm, Point, SiteInfo, parse_event
+from firegate.bus.events import CenterInfo, FireAlarm, Point, SiteInfo, parse_event
 from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings, ensure_kv, ensure_stream
 from firegate.forwarders import api
 from firegate.forwarders.incident import Policy, open_incident
@@ -115,7 +115,8 @@ async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
 
 
 async def test_an_alarm_is_pending_then_confirmed_by_an_operator(bench: Bench) -> None:
-    async with bench.lifecycle():
+    center = CenterInfo(id="XH-FRMC", name="徐汇区消防远程监控中心", phone="021-64119119")
+    async with bench.lifecycle(center=center):
         a = alarm(site="SH-1")
         await publish(bench.js, a)
         await wait_until(lambda: bench.rows(), 5)
@@ -133,8 +134,10 @@ async def test_an_alarm_is_pending_then_confirmed_by_an_operator(bench: Bench) -
         assert not contrary["ok"] and contrary["error"] == "already_decided"
         (confirmed,) = await stored(bench.nc, "fire.confirmed.>")
         report = confirmed.incident
-        assert confirmed.subject == "fire.confirmed.74565"
+        assert confirmed.subject == "fire.confirmed.SH-1"  # the incident's site
         assert report.update == 1 and report.confirmed_by == "zhang" and report.confirmation == "operator"
+        assert report.center == center  # who sends it, in every body
+        assert report.new_alarm_ids == [a.id] and report.alarm_count == 1
         assert report.site.unit == "上海测试大厦" and [x.id for x in report.alarms] == [a.id]
         assert report.note == "called the site"
         assert (await bench.rows())[0]["state"] == "confirmed"

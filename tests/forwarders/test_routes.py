@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,10 +13,12 @@ from pathlib import Path
 import pytest
 from nats.js.client import JetStreamContext
 
-from firegate.bus.events import DeviceOffline, Envelope, FaultRaised, FireConfirmed, Point
+from firegate.bus.events import CenterInfo, DeviceOffline, Envelope, FaultRaised, FireConfirmed, Point
 from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings, ensure_stream
 from firegate.config import Settings
 from firegate.forwarders.courier import ensure_dead_letter_stream
+from firegate.forwarders.delivery import Delivery
+from firegate.forwarders.http import HttpPoster
 from firegate.forwarders.routes import dispatch_couriers, durable_name, fault_couriers
 from firegate.tools.fake119 import FakeDispatch119
 from tests.natsserver import nats_client, running_nats_server, wait_until
@@ -114,3 +118,33 @@ def test_every_119_endpoint_gets_its_own_durable_consumer() -> None:
     assert len(set(names)) == 2 and all(n.startswith("fwd-119-") for n in names)
     assert all(c.settings.subjects == ("fire.confirmed.>",) for c in couriers)
     assert couriers[0].accept(FireConfirmed.model_construct()) and not couriers[0].accept(offline("1", "A"))
+
+
+def _confirmed(center: CenterInfo | None = None) -> Delivery:
+    from firegate.bus.schema import example_events
+
+    event = next(e for e in example_events() if isinstance(e, FireConfirmed))
+    incident = event.incident.model_copy(update={"center": center or CenterInfo()})
+    event = event.model_copy(update={"incident": incident})
+    return Delivery(event, event.subject, event.model_dump_json().encode(), 1)
+
+
+def test_the_119_body_names_the_center_of_the_config(caplog: pytest.LogCaptureFixture) -> None:
+    """An event whose incident names no center (stored before `center` was set, or by a lifecycle
+    that was not told) is POSTed naming the forwarder's: every body says who sends it."""
+    center = {"id": "SH-XH-FRMC", "name": "徐汇区消防远程监控中心", "phone": "021-64119119"}
+    settings = Settings(dispatch119={"url": "http://a.example/in"}, center=center)  # type: ignore[arg-type]
+    (courier,) = dispatch_couriers(None, settings)  # type: ignore[arg-type]
+    poster = courier.destination
+    assert isinstance(poster, HttpPoster)
+    body = json.loads(poster._body(_confirmed()))
+    assert body["center"] == center
+    named = CenterInfo(id="other", name="另一中心", phone="1")  # the lifecycle's own, kept
+    assert json.loads(poster._body(_confirmed(named)))["center"] == named.model_dump()
+    # without a configured center: a warning at start, and the event's center as it is
+    caplog.set_level(logging.WARNING, "firegate.forwarders.routes")
+    bare = Settings(dispatch119={"url": "http://a.example/in"})  # type: ignore[arg-type]
+    (courier,) = dispatch_couriers(None, bare)  # type: ignore[arg-type]
+    assert isinstance(courier.destination, HttpPoster)
+    assert json.loads(courier.destination._body(_confirmed()))["center"] == CenterInfo().model_dump()
+    assert any("center.name" in r.getMessage() for r in caplog.records)

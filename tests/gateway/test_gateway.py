@@ -306,6 +306,7 @@ async def test_a_refused_fire_is_stored_as_a_refusal_and_logged(
     """A new, unregistered UITD's fire is not confirmed (the registry refuses it) but is not lost
     quietly either: a device_refused event with fire=true, and a WARNING."""
     caplog.set_level(logging.INFO, "firegate.gateway")
+    refused = REGISTRY.get_sample_value("firegate_gateway_refused_fires_total") or 0.0
     for address in (21, 22):  # unknown; registered but from the wrong network
         dev = await Uitd(address).connect(gateway.port or 0)
         with pytest.raises((ConnectionError, TimeoutError)):
@@ -327,6 +328,7 @@ async def test_a_refused_fire_is_stored_as_a_refusal_and_logged(
     ]
     assert refusals[0].subject == "fire.device.21" and refusals[0].peer is not None
     assert not [e for e in sink_of(gateway).events if isinstance(e, FireAlarm)]
+    assert REGISTRY.get_sample_value("firegate_gateway_refused_fires_total") == refused + 2
     warnings = [r for r in caplog.records if "FIRE ALARM" in r.getMessage()]
     assert [(r.levelno, r.__dict__["device"]) for r in warnings] == [
         (logging.WARNING, "21"),
@@ -363,9 +365,12 @@ async def test_stop_drains_and_closes(options: GatewayOptions) -> None:
 
 
 async def test_daily_clock_sync(options: GatewayOptions) -> None:
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
-    options.clock_sync_daily_at = (datetime.now() + timedelta(seconds=1.5)).time()
+    from firegate.devicetime import device_now
+
+    # the time of day is the device time zone's, not the host's
+    options.clock_sync_daily_at = (device_now() + timedelta(seconds=1.5)).time().replace(tzinfo=None)
     gw = make_gateway(options)
     task = asyncio.create_task(serve(gw))
     await gw.ready.wait()

@@ -42,6 +42,7 @@ class Firegate:
             FIREGATE_HTTP__LISTEN=f"127.0.0.1:{self.http}",
             FIREGATE_NATS__EMBEDDED_PORT=str(self.nats),
             FIREGATE_GB26875__CLOCK_SYNC_ON_CONNECT="false",
+            FIREGATE_GB26875__DRAIN_GRACE="0",  # tests stop many processes; test_drain_process sets it
             FIREGATE_LOG__LEVEL=os.environ.get("TEST_LOG_LEVEL", "INFO"),
         )
         self.proc: subprocess.Popen[bytes] | None = None

@@ -77,7 +77,7 @@ async def cli(fg: Firegate, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def sim_alarm(fg: Firegate, device: int, *, manual: bool = False) -> None:
-    args = ["sim", "alarm", "--port", str(fg.gb), "--device", str(device), "--json"]
+    args = ["sim", "alarm", "--port", str(fg.gb), "--device", str(device), "--json", "--real"]
     done = await cli(fg, *args, *(["--manual"] if manual else []))
     assert done.returncode == 0 and json.loads(done.stdout)["outcome"] == "confirmed", done
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from firegate.codecs.gb26875 import Command, ComponentStatus, TimeTag
 from tests.gateway.client import Uitd
 from tests.integration.process import Firegate, port_open
+from tests.integration.test_drain_process import readyz
 from tests.natsserver import nats_client
 
 
@@ -135,12 +136,20 @@ async def test_site_registry_reloads_on_sighup(tmp_path: Path) -> None:
         fg.signal(signal.SIGHUP)
         await asyncio.sleep(0.5)
         assert await alarm_site(2) == "B"
+        assert "firegate_site_registry_stale 0.0" in fg.metrics()
         registry.write_text("sites: [not, a, mapping]\n", encoding="utf-8")  # a bad edit keeps B
         fg.signal(signal.SIGHUP)
         await asyncio.sleep(0.5)
         assert await alarm_site(3) == "B"
         await dev.close()
         assert "site registry not reloaded" in (tmp_path / "firegate.log").read_text()
+        # the failed edit is seen without reading the log: a metric, and /readyz's detail
+        metrics = fg.metrics()
+        assert "firegate_site_registry_stale 1.0" in metrics
+        assert 'firegate_site_registry_reloads_total{result="failed"} 1.0' in metrics
+        _, body = await asyncio.to_thread(readyz, fg.http)
+        check = body["checks"]["site_registry"]  # type: ignore[index]
+        assert check["ok"] and check["detail"].startswith("reload failed, the previous registry stays")
     finally:
         fg.kill_all()
 

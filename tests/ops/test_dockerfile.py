@@ -209,7 +209,8 @@ def test_data_dir_is_the_workdir_and_a_volume(instructions: list[Instruction]) -
 
 
 def test_local_time_is_the_devices_zone(instructions: list[Instruction]) -> None:
-    """Clock sync sets UITDs to firegate's local time: a container's default UTC is 8 h off."""
+    """The log lines' local time matches the devices' zone (gb26875.device_timezone's default),
+    which is what the center's staff read; device times do not depend on it."""
     last = only(instructions, "FROM")[-1].stage
     assert env_of(instructions, last).get("TZ") == "Asia/Shanghai"
 

@@ -128,7 +128,16 @@ async def test_store_check_fails_while_spooling_and_passes_once_jetstream_stores
 
 # -- the operator guide ------------------------------------------------------------------
 
-CHECKS = {"nats", "gb26875_listener", "spool", "store", "alarm_lifecycle", "fault_tracker", "forwarders"}
+CHECKS = {
+    "nats",
+    "site_registry",
+    "gb26875_listener",
+    "spool",
+    "store",
+    "alarm_lifecycle",
+    "fault_tracker",
+    "forwarders",
+}
 
 
 def health_section() -> str:

@@ -28,6 +28,7 @@ from firegate.codecs.gb26875 import (
     UitdSystemTime,
     build_frame,
 )
+from firegate.devicetime import device_now
 from firegate.sim import DeviceSettings, SimulatedUitd
 from firegate.sim.payloads import BUILDING
 from tests.sim.center import Center, Received
@@ -69,7 +70,7 @@ async def test_duty_check_confirmed_then_answered_after_the_delay() -> None:
         await asyncio.sleep(0.05)
         assert dev.stats.confirmed == 2 and dev.stats.sent_by_kind["duty"] == 1
         # ... and it is on record for a read of the UITD's operations (84 -> 24)
-        since = TimeTag.from_datetime(datetime.now().replace(microsecond=0) - timedelta(hours=1))
+        since = TimeTag.from_datetime(device_now().replace(microsecond=0, tzinfo=None) - timedelta(hours=1))
         serial, _ = center.command(conn, 84, [UitdOperationRecordsQuery(10, since)], command=4)
         reply = await center.wait_for(answer_to(serial, 5))
         unit = reply.frame.data_unit
@@ -137,7 +138,7 @@ async def test_every_read_gets_its_reply_type(read: int, objects: list[InfoObjec
 
 async def test_clock_sync_confirmed_and_used() -> None:
     async with pair() as (center, dev, conn):
-        ahead = datetime.now().replace(microsecond=0) + timedelta(hours=1)
+        ahead = device_now().replace(microsecond=0, tzinfo=None) + timedelta(hours=1)
         serial, _ = center.command(conn, 90, [ClockSync(TimeTag.from_datetime(ahead))])
         confirm = await center.wait_for(answer_to(serial))
         assert confirm.frame.command == 3
@@ -158,7 +159,8 @@ async def test_clock_skew_until_synced() -> None:
     async with pair(clock_skew=-120.0) as (center, dev, _conn):
         hello = center.frames()[0]
         assert hello.time.value is not None
-        assert (datetime.now() - hello.time.value).total_seconds() == pytest.approx(120, abs=3)
+        now = device_now().replace(tzinfo=None)  # its clock runs in the device time zone
+        assert (now - hello.time.value).total_seconds() == pytest.approx(120, abs=3)
         assert dev.clock_offset == -120.0
 
 

@@ -1,10 +1,17 @@
-"""The 6-byte time tag (spec §5): second, minute, hour, day, month, year-2000, no time zone."""
+"""The 6-byte time tag (spec §5): second, minute, hour, day, month, year-2000, no time zone.
+
+`TimeTag.value` stays naive, as the bytes say; firegate reads it in the device time zone
+(`firegate.devicetime`) wherever it becomes an event's time, and `TimeTag.now()` is now in
+that zone, whatever the host's zone is.
+"""
 
 from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
+
+from firegate.devicetime import device_zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +47,16 @@ class TimeTag:
 
     @classmethod
     def now(cls) -> TimeTag:
-        # Devices and centers use local time (China Standard Time in practice), no zone on the wire.
-        # Every answer carries one: the tag is made once per wall-clock second.
-        global _now_second, _now_tag
+        # Devices and centers use the device time zone (China Standard Time in practice), no zone
+        # on the wire; never the host's zone. Every answer carries one: the tag is made once per
+        # wall-clock second (and zone).
+        global _now_second, _now_tag, _now_zone
         second = int(_time.time())
-        if second == _now_second and _now_tag is not None:
+        zone = device_zone()
+        if second == _now_second and zone is _now_zone and _now_tag is not None:
             return _now_tag
-        tag = cls.from_datetime(datetime.fromtimestamp(second))
-        _now_second, _now_tag = second, tag
+        tag = cls.from_datetime(datetime.fromtimestamp(second, zone))
+        _now_second, _now_tag, _now_zone = second, tag, zone
         return tag
 
     @property
@@ -72,3 +81,4 @@ _CACHE: dict[bytes, TimeTag] = {}
 _CACHE_MAX = 2048
 _now_second = -1  # the epoch second `_now_tag` stands for
 _now_tag: TimeTag | None = None
+_now_zone: tzinfo | None = None  # the zone `_now_tag` was made in
