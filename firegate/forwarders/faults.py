@@ -115,6 +115,24 @@ def fault_key(device: str, point: Point | None, condition: str) -> str:
     return "fault." + ".".join(parts)
 
 
+async def fault_records(kv: KeyValue, within: float) -> list[tuple[str, int | None, OpenFault]]:
+    """Every fault record of the bucket (open ones and cleared markers), with its key and
+    revision; unreadable ones (another version's, a hand edit) skipped."""
+    out: list[tuple[str, int | None, OpenFault]] = []
+    watcher = await kv.watch("fault.>", ignore_deletes=True)
+    try:
+        async with asyncio.timeout(within):
+            async for entry in watcher:
+                if entry is None:
+                    break
+                with contextlib.suppress(ValidationError):
+                    out.append((entry.key, entry.revision, OpenFault.model_validate_json(entry.value or b"")))
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return out
+
+
 class FaultTracker:
     def __init__(
         self,
@@ -235,21 +253,12 @@ class FaultTracker:
         """The open ones; cleared markers older than MARKER_KEEP are removed on the way."""
         out: list[OpenFault] = []
         stale: list[tuple[str, int | None]] = []
-        watcher = await self.kv.watch("fault.>", ignore_deletes=True)
-        try:
-            async with asyncio.timeout(self.timeout * 5):
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    with contextlib.suppress(ValidationError):
-                        fault = OpenFault.model_validate_json(entry.value or b"")
-                        if fault.open:
-                            out.append(fault)
-                        elif fault.cleared_at and fault.cleared_at < datetime.now(UTC) - MARKER_KEEP:
-                            stale.append((entry.key, entry.revision))
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        old = datetime.now(UTC) - MARKER_KEEP
+        for key, revision, fault in await fault_records(self.kv, self.timeout * 5):
+            if fault.open:
+                out.append(fault)
+            elif fault.cleared_at and fault.cleared_at < old:
+                stale.append((key, revision))
         for key, revision in stale:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 async with asyncio.timeout(self.timeout):

@@ -7,7 +7,6 @@ and reordering of the config), so one that is down holds up nobody else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -36,7 +35,7 @@ from firegate.forwarders import metrics as m
 from firegate.forwarders.courier import Courier, CourierSettings
 from firegate.forwarders.delivery import Delivery
 from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
-from firegate.forwarders.faults import OpenFault, fault_key
+from firegate.forwarders.faults import OpenFault, fault_key, fault_records
 from firegate.forwarders.http import HttpPoster
 from firegate.forwarders.mqtt import MqttFaultDestination, OpenState
 from firegate.forwarders.precedence import Precedence
@@ -255,21 +254,7 @@ class OpenFaults:
 
     async def _records(self, kv: KeyValue) -> list[OpenFault]:
         """The open records (cleared markers skipped), as FaultTracker.open_faults reads them."""
-        out: list[OpenFault] = []
-        watcher = await kv.watch("fault.>", ignore_deletes=True)
-        try:
-            async with asyncio.timeout(self.timeout * 5):
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    with contextlib.suppress(ValidationError):
-                        fault = OpenFault.model_validate_json(entry.value or b"")
-                        if fault.open:
-                            out.append(fault)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-        return out
+        return [fault for _, _, fault in await fault_records(kv, self.timeout * 5) if fault.open]
 
     async def _as_stored(self, rebuilt: Envelope) -> OpenState:
         """The stored event that ``rebuilt`` stands for, if the stream has it at hand."""
