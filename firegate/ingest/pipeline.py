@@ -173,13 +173,13 @@ class Ingest:
                 self._update_lag()
                 fires = self._queues[Lane.FIRE]
                 if fires:
-                    tg.create_task(self._commit(self._take(fires), Lane.FIRE))
+                    tg.create_task(self._commit(self._take(Lane.FIRE), Lane.FIRE))
                     continue
                 if self._in_flight < self.settings.max_in_flight:
                     lane = self._next_lane()
                     if lane is not None:
                         self._in_flight += 1
-                        tg.create_task(self._commit(self._take(self._queues[lane]), lane))
+                        tg.create_task(self._commit(self._take(lane), lane))
                         continue
                 if not self._busy and not any(self._queues.values()):
                     self._idle.set()
@@ -194,17 +194,25 @@ class Ingest:
             return Lane.LINK
         return next((ln for ln in (Lane.NORMAL, Lane.LINK) if self._queues[ln]), None)
 
-    def _take(self, queue: deque[Report]) -> list[Report]:
-        n = min(len(queue), self.settings.max_batch)
-        batch = [queue.popleft() for _ in range(n)]
-        self._busy += 1
-        lane = batch[0].lane
-        metrics.depth[lane].set(len(queue))
+    def _take(self, lane: Lane) -> list[Report]:
+        """A batch from ``lane``; a normal batch with room left takes link work after its own
+        (the group commit costs the same): link work waits only while normal work fills them."""
+        batch: list[Report] = []
         now = time.monotonic()
-        observe = metrics.queued[lane].observe
-        for report in batch:
-            observe(now - report.queued_at)
-        metrics.batch_reports.observe(n)
+        lanes = (Lane.NORMAL, Lane.LINK) if lane is Lane.NORMAL else (lane,)
+        for each in lanes:
+            queue = self._queues[each]
+            n = min(len(queue), self.settings.max_batch - len(batch))
+            if not n:
+                continue
+            observe = metrics.queued[each].observe
+            for _ in range(n):
+                report = queue.popleft()
+                observe(now - report.queued_at)
+                batch.append(report)
+            metrics.depth[each].set(len(queue))
+        self._busy += 1
+        metrics.batch_reports.observe(len(batch))
         if self._waiting_room and self.waiting <= self.settings.queue_limit * self.settings.resume_at:
             resume, self._waiting_room = self._waiting_room, []
             metrics.paused.set(0)
@@ -270,7 +278,7 @@ class Ingest:
                 outcome = Outcome.NOT_STORED
             else:
                 outcome = Outcome.STORED_RAW if i in raw_only else Outcome.STORED
-            metrics.reports[(lane, outcome)].inc()
+            metrics.reports[(report.lane, outcome)].inc()
             if report.on_done is not None:
                 try:
                     report.on_done(outcome)
