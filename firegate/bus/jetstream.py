@@ -430,16 +430,7 @@ class AckMux:
     ) -> asyncio.Future[PubAck]:
         """Publish with ``Nats-Msg-Id``; raises PublishError if it could not even be sent."""
         nc = self._nc
-        if self._sub is None:
-            raise PublishError(subject, msg_id, "closed", retryable=True)
-        if not nc.is_connected:
-            raise PublishError(subject, msg_id, "disconnected", retryable=True)
-        loop = asyncio.get_running_loop()
-        self._next += 1
-        token = format(self._next, "x")
-        future: asyncio.Future[PubAck] = loop.create_future()
-        timer = loop.call_later(ack_timeout, self._fail, token, "timeout", True)
-        self._pending[token] = _Pending(future, subject, msg_id, timer)
+        token, future = self._expect(subject, msg_id, ack_timeout)
         reply = self._prefix + token
         headers = {MSG_ID_HEADER: msg_id}
         try:
@@ -461,22 +452,13 @@ class AckMux:
     ) -> asyncio.Future[PubAck]:
         """Publish (subject, payload, msg id) items as one atomic batch; the future completes
         with the commit's ack (all stored) or a PublishError (none stored). A batch holding a msg
-        id already stored is refused whole: reason ``batch_duplicate`` (send those one by one)."""
+        id already stored is refused whole: reason ``batch_refused`` (send those one by one)."""
         if not 0 < len(items) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1..{MAX_BATCH} messages, got {len(items)}")
         nc = self._nc
         subject, _, last_id = items[-1]
-        if self._sub is None:
-            raise PublishError(subject, last_id, "closed", retryable=True)
-        if not nc.is_connected:
-            raise PublishError(subject, last_id, "disconnected", retryable=True)
-        loop = asyncio.get_running_loop()
-        self._next += 1
-        token = format(self._next, "x")
+        token, future = self._expect(subject, last_id, ack_timeout)
         batch_id = f"{self._batch_prefix}{token}"
-        future: asyncio.Future[PubAck] = loop.create_future()
-        timer = loop.call_later(ack_timeout, self._fail, token, "timeout", True)
-        self._pending[token] = _Pending(future, subject, last_id, timer)
         last = len(items)
         try:
             async with asyncio.timeout(ack_timeout):  # a forced flush may wait: bound it
@@ -498,6 +480,21 @@ class AckMux:
                 raise
             raise error from e
         return future
+
+    def _expect(self, subject: str, msg_id: str, ack_timeout: float) -> tuple[str, asyncio.Future[PubAck]]:
+        """Before a send: able to send at all (else a retryable PublishError), and the ack to
+        wait for registered, failed by a timer at ``ack_timeout``."""
+        if self._sub is None:
+            raise PublishError(subject, msg_id, "closed", retryable=True)
+        if not self._nc.is_connected:
+            raise PublishError(subject, msg_id, "disconnected", retryable=True)
+        loop = asyncio.get_running_loop()
+        self._next += 1
+        token = format(self._next, "x")
+        future: asyncio.Future[PubAck] = loop.create_future()
+        timer = loop.call_later(ack_timeout, self._fail, token, "timeout", True)
+        self._pending[token] = _Pending(future, subject, msg_id, timer)
+        return token, future
 
     def _unsent(self, token: str, future: asyncio.Future[PubAck]) -> None:
         """A send that raised: nobody waits for its ack."""
