@@ -226,6 +226,7 @@ class Ingest:
             metrics.lag[lane].set(now - queue[0].queued_at if queue else 0.0)
 
     async def _commit(self, batch: list[Report], lane: Lane) -> None:
+        finished = False
         try:
             events: list[Envelope] = []
             states = {}
@@ -257,6 +258,7 @@ class Ingest:
             stored = await self._publish(events, lane)
             if stored and lane is not Lane.FIRE:
                 await self.normalizer.memory.put_many(states)
+            finished = True
             self._finish(batch, lane, stored, raw_only)
             if stored:
                 if lane is Lane.FIRE:
@@ -265,6 +267,11 @@ class Ingest:
                     # device's next report, taken later, is judged against them)
                     await self.normalizer.memory.put_many(states)
                 self._observe_device_to_bus(events)
+        except Exception:
+            # a bug met here costs this batch (its devices resend), never ingest and every input
+            log.exception("ingest failed on a batch of %d report(s)", len(batch))
+            if not finished:
+                self._finish(batch, lane, False, set())
         finally:
             self._busy -= 1
             if lane is not Lane.FIRE:

@@ -4,7 +4,7 @@ batches, back-pressure, and what a failed store or a failed normalization leaves
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 
 import pytest
@@ -176,3 +176,30 @@ def test_link_work_goes_after_normal_work_but_is_never_starved(sink: GatedSink) 
     ing._queues[Lane.NORMAL].clear()
     ing._queues[Lane.LINK][0].queued_at += 2.5
     assert ing._next_lane() is Lane.LINK  # nothing else waits
+
+
+async def test_a_bug_in_a_batch_costs_that_batch_not_ingest(
+    ingest: Ingest, sink: GatedSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its reports are not stored (their devices resend); the next batch goes through."""
+    monkeypatch.setattr(ingest.normalizer.memory, "put_many", _raise_once(ingest.normalizer.memory.put_many))
+    done: list[tuple[str, Outcome]] = []
+    ingest.submit(report(30, 0b101, done))
+    await settle(ingest)
+    assert done == [("30", Outcome.NOT_STORED)]
+    ingest.submit(report(31, 0b101, done))
+    await settle(ingest)
+    assert done[-1] == ("31", Outcome.STORED)
+
+
+def _raise_once(put_many: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    raised = False
+
+    async def once(*args: object) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise RuntimeError("a bug in the status memory")
+        await put_many(*args)
+
+    return once
