@@ -363,7 +363,7 @@ class PubAck(NamedTuple):
 
 
 class _Pending:
-    __slots__ = ("future", "msg_id", "subject", "timer")
+    __slots__ = ("batch", "future", "msg_id", "subject", "timer")
 
     def __init__(
         self, future: asyncio.Future[PubAck], subject: str, msg_id: str, timer: asyncio.TimerHandle
@@ -372,6 +372,7 @@ class _Pending:
         self.subject = subject
         self.msg_id = msg_id
         self.timer = timer
+        self.batch: tuple[str, int] | None = None  # (batch id, messages) its ack must confirm
 
 
 def _send_error(e: BaseException, subject: str, msg_id: str, too_large: str) -> BaseException:
@@ -459,6 +460,7 @@ class AckMux:
         subject, _, last_id = items[-1]
         token, future = self._expect(subject, last_id, ack_timeout)
         batch_id = f"{self._batch_prefix}{token}"
+        self._pending[token].batch = (batch_id, len(items))
         last = len(items)
         try:
             async with asyncio.timeout(ack_timeout):  # a forced flush may wait: bound it
@@ -525,13 +527,10 @@ class AckMux:
             self._fail(token, "api_error", True, f"unreadable ack {msg.data[:80]!r}")
             return
         if error:
-            if error.get("err_code") == _ERR_BATCH_DUPLICATE or "atomic publish" in str(
-                error.get("description", "")
-            ):
+            description = str(error.get("description", ""))
+            if error.get("err_code") == _ERR_BATCH_DUPLICATE or "atomic publish is disabled" in description:
                 # nothing of the batch was stored; its records can still go one by one
-                self._fail(
-                    token, "batch_refused", True, f"{error.get('err_code')} {error.get('description')}"
-                )
+                self._fail(token, "batch_refused", True, f"{error.get('err_code')} {description}")
                 return
             # Every API error is retried: in a cluster most are transient
             # (no leader, stream offline), and the spool keeps what is not.
@@ -542,9 +541,15 @@ class AckMux:
                 f"{error.get('code')}/{error.get('err_code')} {error.get('description')}",
             )
             return
-        pending = self._pending.pop(token, None)
+        pending = self._pending.get(token)
         if pending is None:
             return
+        if pending.batch is not None and (resp.get("batch"), resp.get("count")) != pending.batch:
+            # a server without atomic batches stores the commit alone and acks it like a plain
+            # publish: the rest of the batch may not be stored. Never take that for the batch.
+            self._fail(token, "batch_refused", True, f"atomic publish is disabled here: ack {resp}")
+            return
+        del self._pending[token]
         pending.timer.cancel()
         self.last_ack = asyncio.get_running_loop().time()
         if not pending.future.done():

@@ -92,6 +92,8 @@ class KvStatusMemory:
         self._cache: dict[str, PointState] = {}
         self._unsaved: dict[str, PointState] = {}  # to write, in the flusher's order
         self._flushing: set[str] = set()  # keys the flusher is writing now
+        self._writing: set[str] = set()  # keys any write of this process has in flight
+        self._revisions: dict[str, int] = {}  # key -> the stream sequence this process last wrote
         self._dirty = asyncio.Event()
         self.loaded = False  # the mirror holds every key of the bucket
         self._throttle = Throttle(log)
@@ -102,11 +104,11 @@ class KvStatusMemory:
         found = {k: cache[k] for k in keys if k in cache}
         if self.loaded or len(found) == len(keys) or not self.connected():
             return found
-        for key in keys:
-            if key not in found:
-                state = await self._get(key)
-                if state is not None:
-                    found[key] = state
+        missing = [key for key in keys if key not in found]
+        # concurrently: one bounded wait for the whole report, not one per point
+        for key, state in zip(missing, await asyncio.gather(*map(self._get, missing)), strict=True):
+            if state is not None:
+                found[key] = state
         return found
 
     async def _get(self, key: str) -> PointState | None:
@@ -161,7 +163,12 @@ class KvStatusMemory:
         for start in range(0, len(direct), self.batch):
             chunk = direct[start : start + self.batch]
             if not await self._write(chunk):
-                self._unsaved.update(chunk)
+                # this chunk and the rest wait for the flusher, unless a newer state of the
+                # point came meanwhile (it is then the one to write)
+                for key, state in direct[start:]:
+                    if key not in self._unsaved and self._cache.get(key) is state:
+                        self._unsaved[key] = state
+                break
         if self._unsaved:
             self._dirty.set()
 
@@ -204,27 +211,39 @@ class KvStatusMemory:
             (prefix + key, json.dumps({"status": s.status, "since": s.since.isoformat()}).encode())
             for key, s in items
         ]
+        keys = [key for key, _ in items]
+        self._writing.update(keys)  # the mirror must not take an older echo for these meanwhile
         try:
-            if self._batching and len(messages) > 1 and await self._write_batch(js._nc, messages):
-                metrics.store_writes["status"].inc()
-                return True
-            await asyncio.wait_for(
-                asyncio.gather(
-                    *(js.publish(subject, value, timeout=self.timeout) for subject, value in messages)
-                ),
-                self.timeout * 2,
-            )
-        except (TimeoutError, nats.errors.Error) as e:
+            revisions: list[int] = []
+            if self._batching and len(messages) > 1:
+                last = await self._write_batch(js._nc, messages)
+                if last is not None:
+                    metrics.store_writes["status"].inc()
+                    revisions = list(range(last - len(messages) + 1, last + 1))
+            if not revisions:
+                acks = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(js.publish(subject, value, timeout=self.timeout) for subject, value in messages)
+                    ),
+                    self.timeout * 2,
+                )
+                metrics.store_writes["status"].inc(len(messages))
+                revisions = [ack.seq for ack in acks]
+        except (TimeoutError, ValueError, nats.errors.Error) as e:
             self._throttle.log(
                 "put", logging.WARNING, "status memory not saved yet (%d points): %r", len(messages), e
             )
             return False
-        metrics.store_writes["status"].inc(len(messages))
+        finally:
+            self._writing.difference_update(keys)
+        for key, revision in zip(keys, revisions, strict=True):
+            self._revisions[key] = revision
         return True
 
-    async def _write_batch(self, nc: NATS, messages: list[tuple[str, bytes]]) -> bool:
-        """One atomic batch: one synchronous write for all of them. False when the bucket's
-        stream refuses batches (then this memory writes one by one from now on)."""
+    async def _write_batch(self, nc: NATS, messages: list[tuple[str, bytes]]) -> int | None:
+        """One atomic batch: one synchronous write for all of them; the stream sequence of its
+        last message. None when the bucket (or the server) takes no atomic batches: this memory
+        then writes one by one from now on. Raises nats.errors.Error when it was not stored."""
         batch_id = nc.new_inbox().rsplit(".", 1)[-1]
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox, max_msgs=1)
@@ -239,14 +258,37 @@ class KvStatusMemory:
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-        error = json.loads(reply.data).get("error")
+        if reply.headers and reply.headers.get("Status") == "503":
+            raise nats.errors.NoRespondersError  # no stream answers: the bucket is gone, or not yet
+        ack = json.loads(reply.data)  # ValueError: unreadable, counted as not stored
+        error = ack.get("error")
         if error:
-            if "atomic" in str(error.get("description", "")):
+            if "atomic publish is disabled" in str(error.get("description", "")):
                 log.info("status memory bucket takes no atomic batches (%s): writing one by one", error)
                 self._batching = False
-                return False
+                return None
             raise nats.errors.Error(f"status memory batch refused: {error}")
-        return True
+        if (ack.get("batch"), ack.get("count")) != (batch_id, len(messages)):
+            # a server without atomic batches stored the commit alone: write them one by one
+            log.info("status memory's server takes no atomic batches (ack %s): writing one by one", ack)
+            self._batching = False
+            return None
+        return int(ack["seq"])
+
+    def _mirrored(self, entry: KeyValue.Entry) -> None:
+        """One change the watch saw: taken into the mirror unless this process holds a newer
+        state of that point (unsaved, being written, or written at a later revision)."""
+        key = entry.key
+        if key in self._unsaved or key in self._writing:
+            return  # ours is newer than what KV holds until it is written
+        if entry.revision is not None and entry.revision <= self._revisions.get(key, 0):
+            return  # an echo of what this process wrote, or older: ours is current
+        if entry.operation in ("DEL", "PURGE"):
+            self._cache.pop(key, None)
+            return
+        state = self._decode(key, entry.value)
+        if state is not None:
+            self._remember(key, state)
 
     async def run_mirror(self) -> None:
         """Keep the mirror current with a watch on the whole bucket; restarted by the caller's
@@ -264,15 +306,7 @@ class KvStatusMemory:
                     self.loaded = len(self._cache) < self.cache_max
                     log.info("status memory mirrored: %d points", len(self._cache))
                     continue
-                key = entry.key
-                if key in self._unsaved:
-                    continue  # ours is newer than what KV holds until it is written
-                if entry.operation in ("DEL", "PURGE"):
-                    self._cache.pop(key, None)
-                    continue
-                state = self._decode(key, entry.value)
-                if state is not None:
-                    self._remember(key, state)
+                self._mirrored(entry)
         finally:
             self.loaded = False
             with contextlib.suppress(Exception):

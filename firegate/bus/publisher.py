@@ -69,7 +69,7 @@ class PublisherSettings:
 
 _MIN_ATTEMPT = 0.05  # the last attempt before the deadline still gets this long
 _SLOW_GRACE = 3.0  # while JetStream answers, retry up to this many times retry_for before spooling
-_SPLIT_BELOW = 4  # a refused batch is halved down to this many records, then sent one by one
+_BATCHES_IN_FLIGHT = 16  # atomic batches awaiting their commit at once (the server caps them)
 _KNOWN = PubAck("", 0, duplicate=True)  # stored by this publisher within the dedupe window
 
 
@@ -86,6 +86,7 @@ class Publisher:
         self.settings = settings or PublisherSettings()
         self._mux = AckMux(nc)
         self._batching = True
+        self._batch_slots = asyncio.Semaphore(_BATCHES_IN_FLIGHT)
         self.last_spooled = 0.0  # loop time events last went to the spool instead of JetStream
         self._throttle = Throttle(log)
         # msg ids stored lately, oldest first: a resend is known without a refused batch
@@ -212,17 +213,19 @@ class Publisher:
         return [r for r in results if r is not None]
 
     async def _send_batch(self, chunk: Sequence[Record], ack_timeout: float) -> list[PubAck | PublishError]:
-        """One atomic batch. Refused whole (a msg id the server already has: a resend, or one
-        stored through another gateway), it is split in halves until the duplicates are found:
-        a few more batches rather than a synchronous write per record."""
-        if len(chunk) < _SPLIT_BELOW or not self._batching:
+        """One atomic batch. Refused whole for a msg id the server already has (a resend, or one
+        stored through another gateway), it goes again one record at a time, where a duplicate
+        is simply acked as one; refused because the stream (or the server) has no atomic
+        batches, batching stops for good."""
+        if len(chunk) < 2 or not self._batching:
             return await self._send_all(chunk, ack_timeout)
-        try:
-            result: PubAck | PublishError = await (
-                await self._mux.send_batch([(r.subject, r.payload, r.msg_id) for r in chunk], ack_timeout)
-            )  # bounded: the mux fails it at ack_timeout
-        except PublishError as e:
-            result = e
+        async with self._batch_slots:  # many batches interleaved make the server refuse some
+            try:
+                result: PubAck | PublishError = await (
+                    await self._mux.send_batch([(r.subject, r.payload, r.msg_id) for r in chunk], ack_timeout)
+                )  # bounded: the mux fails it at ack_timeout
+            except PublishError as e:
+                result = e
         if isinstance(result, PubAck):
             metrics.batch_result["stored"].inc()
             metrics.batch_size.observe(len(chunk))
@@ -231,14 +234,12 @@ class Publisher:
         if result.reason != "batch_refused":
             return [result] * len(chunk)
         metrics.batch_result["refused"].inc()
-        if "disabled" in result.detail:  # a stream without allow_atomic: stop trying
-            log.warning("stream refuses atomic batches (%s); publishing one by one", result.detail)
+        if "disabled" in result.detail:
+            log.warning("no atomic batches (%s); publishing one by one", result.detail)
             self._batching = False
-        half = len(chunk) // 2
-        first, second = await asyncio.gather(
-            self._send_batch(chunk[:half], ack_timeout), self._send_batch(chunk[half:], ack_timeout)
-        )
-        return first + second
+        sent = await self._send_all(chunk, ack_timeout)
+        metrics.store_writes["stream"].inc(sum(isinstance(r, PubAck) for r in sent))
+        return sent
 
     def _remember(self, msg_id: str, now: float) -> None:
         ids = self._stored_ids

@@ -274,6 +274,9 @@ class Session(asyncio.BufferedProtocol):
                 self._awaiting_room = True
                 self._pause()  # stop reading; the kernel and the device wait
                 ingest.when_room(self._room)
+        if self._paused and not self._awaiting_room and self._queued() < self.gw.options.queue_limit // 2:
+            # frames answered here (sheds, heartbeats, resends) drain the queue too: read again
+            self._resume()
         if self._current is None and not self._fire and not self._normal:
             self.idle.set()
 
@@ -354,8 +357,6 @@ class Session(asyncio.BufferedProtocol):
                     "not confirming: events not stored",
                     extra={**self._fields, "serial": item.frame.serial},
                 )
-        if self._paused and not self._awaiting_room and self._queued() < self.gw.options.queue_limit // 2:
-            self._resume()
         self._pump()
 
     def _confirm(self, item: Inbound) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -417,6 +418,31 @@ async def test_a_fire_overtakes_other_connections_queued_frames(options: Gateway
     assert len([e for e in sink.events if e.kind == "status"]) - stored_before <= 5
     for dev in devices:
         await dev.close()
+    gw.stop()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_paused_connection_reads_again_once_its_queue_drains_without_stores() -> None:
+    """Frames answered without a store (here rate-limited sheds) drain the queue as well: the
+    connection reads again and the fire behind them is taken at once, not at the idle timeout."""
+    sink = MemorySink()
+    sink.delay = 0.2
+    gw = make_gateway(quick_options(queue_limit=8, rate_limit=1, rate_burst=2), sink)
+    task = asyncio.create_task(serve(gw))
+    await asyncio.wait_for(gw.ready.wait(), 5)
+    dev = await Uitd(19).connect(gw.port or 0)
+    burst = [dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]) for i in range(10)]
+    await dev.send(b"".join(burst))  # fills the queue: reading pauses
+    await asyncio.sleep(1.0)
+    alarm = dev.frame(2, [fire(10)])
+    await dev.send(alarm)
+    serials = set()
+    with contextlib.suppress(TimeoutError):
+        while parse_frame(alarm).serial not in serials:
+            serials.add((await dev.next_frame(timeout=3)).serial)
+    assert parse_frame(alarm).serial in serials
+    assert [e for e in sink.events if isinstance(e, FireAlarm)]
+    await dev.close()
     gw.stop()
     await asyncio.wait_for(task, 10)
 
