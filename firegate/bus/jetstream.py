@@ -9,11 +9,12 @@ pending ack has a timer, so awaiting it is always bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -434,18 +435,12 @@ class AckMux:
         token, future = self._expect(subject, msg_id, ack_timeout)
         reply = self._prefix + token
         headers = {MSG_ID_HEADER: msg_id}
-        try:
+        with self._sending(token, future, subject, msg_id, f"{len(payload)} bytes > {nc.max_payload}"):
             if nc.pending_data_size + len(payload) < _PUBLISH_NEVER_WAITS_BELOW:
                 await nc.publish(subject, payload, reply=reply, headers=headers)
             else:  # it may wait for a forced flush: bound that wait
                 async with asyncio.timeout(ack_timeout):
                     await nc.publish(subject, payload, reply=reply, headers=headers)
-        except BaseException as e:
-            self._unsent(token, future)
-            error = _send_error(e, subject, msg_id, f"{len(payload)} bytes > {nc.max_payload}")
-            if error is e:
-                raise
-            raise error from e
         return future
 
     async def send_batch(
@@ -462,7 +457,7 @@ class AckMux:
         batch_id = f"{self._batch_prefix}{token}"
         self._pending[token].batch = (batch_id, len(items))
         last = len(items)
-        try:
+        with self._sending(token, future, subject, last_id, f"a message > {nc.max_payload} bytes"):
             async with asyncio.timeout(ack_timeout):  # a forced flush may wait: bound it
                 for n, (subj, payload, msg_id) in enumerate(items, 1):
                     headers = {
@@ -475,12 +470,6 @@ class AckMux:
                         await nc.publish(subj, payload, reply=self._prefix + token, headers=headers)
                     else:
                         await nc.publish(subj, payload, headers=headers)
-        except BaseException as e:
-            self._unsent(token, future)
-            error = _send_error(e, subject, last_id, f"a message > {nc.max_payload} bytes")
-            if error is e:
-                raise
-            raise error from e
         return future
 
     def _expect(self, subject: str, msg_id: str, ack_timeout: float) -> tuple[str, asyncio.Future[PubAck]]:
@@ -498,12 +487,23 @@ class AckMux:
         self._pending[token] = _Pending(future, subject, msg_id, timer)
         return token, future
 
-    def _unsent(self, token: str, future: asyncio.Future[PubAck]) -> None:
-        """A send that raised: nobody waits for its ack."""
-        pending = self._pending.pop(token, None)
-        if pending is not None:
-            pending.timer.cancel()
-        future.cancel()
+    @contextlib.contextmanager
+    def _sending(
+        self, token: str, future: asyncio.Future[PubAck], subject: str, msg_id: str, too_large: str
+    ) -> Iterator[None]:
+        """Around a send: if it raises, nobody waits for its ack, and the error says whether to
+        retry (a PublishError), or is raised as it came (a cancellation, a bug)."""
+        try:
+            yield
+        except BaseException as e:
+            pending = self._pending.pop(token, None)
+            if pending is not None:
+                pending.timer.cancel()
+            future.cancel()
+            error = _send_error(e, subject, msg_id, too_large)
+            if error is e:
+                raise
+            raise error from e
 
     def _fail(self, token: str, reason: str, retryable: bool, detail: str = "") -> None:
         pending = self._pending.pop(token, None)
