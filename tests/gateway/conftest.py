@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from firegate.gateway.server import Gateway, GatewayOptions
-from tests.gateway.standalone import make_gateway, serve
+from tests.gateway.standalone import make_gateway, running
 
 
 def quick_options(**changes: object) -> GatewayOptions:
@@ -30,11 +29,5 @@ def options() -> GatewayOptions:
 
 @pytest.fixture
 async def gateway(options: GatewayOptions) -> AsyncIterator[Gateway]:
-    gw = make_gateway(options)
-    task = asyncio.create_task(serve(gw))
-    await asyncio.wait_for(gw.ready.wait(), 5)
-    try:
+    async with running(make_gateway(options)) as gw:
         yield gw
-    finally:
-        gw.stop()
-        await asyncio.wait_for(task, 10)

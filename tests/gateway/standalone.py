@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 from firegate.bus.kvmemory import MemoryStatusMemory, StatusMemory
 from firegate.gateway.server import Gateway, GatewayOptions
@@ -32,3 +33,15 @@ async def serve(gw: Gateway) -> None:
             await gw.serve()
         finally:
             ingesting.cancel()
+
+
+@contextlib.asynccontextmanager
+async def running(gw: Gateway) -> AsyncIterator[Gateway]:
+    """The gateway serving (its listener bound) for the block; stopped and drained after it."""
+    task = asyncio.create_task(serve(gw))
+    await asyncio.wait_for(gw.ready.wait(), 5)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        await asyncio.wait_for(task, 10)

@@ -32,7 +32,7 @@ from firegate.ingest.pipeline import _fallback
 from firegate.ingest.sink import MemorySink
 from firegate.sim import DeviceSettings, SimulatedUitd
 from tests.gateway.client import CENTER, Uitd
-from tests.gateway.standalone import make_gateway, serve
+from tests.gateway.standalone import make_gateway, running
 from tests.natsserver import wait_until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -71,14 +71,8 @@ async def syncing_gateway() -> AsyncIterator[Gateway]:
     options = GatewayOptions(
         host="127.0.0.1", port=0, clock_sync_on_connect=True, confirm_timeout=2.0, retries=0
     )
-    gw = make_gateway(options)
-    task = asyncio.create_task(serve(gw))
-    await asyncio.wait_for(gw.ready.wait(), 5)
-    try:
+    async with running(make_gateway(options)) as gw:
         yield gw
-    finally:
-        gw.stop()
-        await asyncio.wait_for(task, 10)
 
 
 def sample(name: str) -> float:

@@ -35,7 +35,7 @@ from firegate.ingest import IngestSettings
 from firegate.ingest.sink import MemorySink
 from tests.gateway.client import CENTER, Uitd
 from tests.gateway.conftest import quick_options
-from tests.gateway.standalone import make_gateway, serve
+from tests.gateway.standalone import make_gateway, running, serve
 
 
 def fire(i: int = 1) -> ComponentStatus:
@@ -402,24 +402,21 @@ async def test_a_fire_overtakes_other_connections_queued_frames(options: Gateway
     store, then a fire arrives on another connection and is stored in the very next batch."""
     sink = MemorySink()
     gw = make_gateway(options, sink, settings=IngestSettings(max_batch=5, max_in_flight=1))
-    task = asyncio.create_task(serve(gw))
-    await asyncio.wait_for(gw.ready.wait(), 5)
-    devices = [await Uitd(7000 + i).connect(gw.port or 0) for i in range(31)]
-    for dev in devices:
-        await dev.exchange(dev.frame())  # online, so the next frames are status work
-    sink.delay = 0.1
-    for i, dev in enumerate(devices[:30]):
-        await dev.send(dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]))
-    await asyncio.sleep(0.05)  # every status frame read and waiting in ingest
-    stored_before = len(sink.events)
-    await devices[30].send(devices[30].frame(2, [fire(70)]))
-    assert (await devices[30].next_frame(timeout=5)).command == Command.CONFIRM
-    # stored behind at most the batch already being stored when it came (5 reports)
-    assert len([e for e in sink.events if e.kind == "status"]) - stored_before <= 5
-    for dev in devices:
-        await dev.close()
-    gw.stop()
-    await asyncio.wait_for(task, 10)
+    async with running(gw):
+        devices = [await Uitd(7000 + i).connect(gw.port or 0) for i in range(31)]
+        for dev in devices:
+            await dev.exchange(dev.frame())  # online, so the next frames are status work
+        sink.delay = 0.1
+        for i, dev in enumerate(devices[:30]):
+            await dev.send(dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]))
+        await asyncio.sleep(0.05)  # every status frame read and waiting in ingest
+        stored_before = len(sink.events)
+        await devices[30].send(devices[30].frame(2, [fire(70)]))
+        assert (await devices[30].next_frame(timeout=5)).command == Command.CONFIRM
+        # stored behind at most the batch already being stored when it came (5 reports)
+        assert len([e for e in sink.events if e.kind == "status"]) - stored_before <= 5
+        for dev in devices:
+            await dev.close()
 
 
 async def test_a_paused_connection_reads_again_once_its_queue_drains_without_stores() -> None:
@@ -428,23 +425,20 @@ async def test_a_paused_connection_reads_again_once_its_queue_drains_without_sto
     sink = MemorySink()
     sink.delay = 0.2
     gw = make_gateway(quick_options(queue_limit=8, rate_limit=1, rate_burst=2), sink)
-    task = asyncio.create_task(serve(gw))
-    await asyncio.wait_for(gw.ready.wait(), 5)
-    dev = await Uitd(19).connect(gw.port or 0)
-    burst = [dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]) for i in range(10)]
-    await dev.send(b"".join(burst))  # fills the queue: reading pauses
-    await asyncio.sleep(1.0)
-    alarm = dev.frame(2, [fire(10)])
-    await dev.send(alarm)
-    serials = set()
-    with contextlib.suppress(TimeoutError):
-        while parse_frame(alarm).serial not in serials:
-            serials.add((await dev.next_frame(timeout=3)).serial)
-    assert parse_frame(alarm).serial in serials
-    assert [e for e in sink.events if isinstance(e, FireAlarm)]
-    await dev.close()
-    gw.stop()
-    await asyncio.wait_for(task, 10)
+    async with running(gw):
+        dev = await Uitd(19).connect(gw.port or 0)
+        burst = [dev.frame(1, [SystemStatus(1, 1, 0b1 | (i % 2) << 4, TimeTag.now())]) for i in range(10)]
+        await dev.send(b"".join(burst))  # fills the queue: reading pauses
+        await asyncio.sleep(1.0)
+        alarm = dev.frame(2, [fire(10)])
+        await dev.send(alarm)
+        serials = set()
+        with contextlib.suppress(TimeoutError):
+            while parse_frame(alarm).serial not in serials:
+                serials.add((await dev.next_frame(timeout=3)).serial)
+        assert parse_frame(alarm).serial in serials
+        assert [e for e in sink.events if isinstance(e, FireAlarm)]
+        await dev.close()
 
 
 async def test_connected_devices_go_before_a_reconnect_storm(options: GatewayOptions) -> None:
@@ -452,23 +446,20 @@ async def test_connected_devices_go_before_a_reconnect_storm(options: GatewayOpt
     devices already connected: a reconnect storm cannot starve them."""
     sink = MemorySink()
     gw = make_gateway(options, sink, settings=IngestSettings(max_batch=10, max_in_flight=1))
-    task = asyncio.create_task(serve(gw))
-    await asyncio.wait_for(gw.ready.wait(), 5)
-    old = await Uitd(8000).connect(gw.port or 0)
-    await old.exchange(old.frame())
-    sink.delay = 0.05
-    storm = [await Uitd(8100 + i).connect(gw.port or 0) for i in range(40)]
-    for dev in storm:
-        await dev.send(dev.frame())  # first words: link work, 4 batches of it
-    await asyncio.sleep(0.05)
-    await old.send(old.frame(1, [SystemStatus(1, 1, 0b10001, TimeTag.now())]))
-    assert (await old.next_frame(timeout=5)).command == Command.CONFIRM
-    online_first = sum(isinstance(e, DeviceOnline) and e.device != "8000" for e in sink.events)
-    assert online_first <= 20  # the batch in flight and at most one more, not all 40
-    for dev in [old, *storm]:
-        await dev.close()
-    gw.stop()
-    await asyncio.wait_for(task, 10)
+    async with running(gw):
+        old = await Uitd(8000).connect(gw.port or 0)
+        await old.exchange(old.frame())
+        sink.delay = 0.05
+        storm = [await Uitd(8100 + i).connect(gw.port or 0) for i in range(40)]
+        for dev in storm:
+            await dev.send(dev.frame())  # first words: link work, 4 batches of it
+        await asyncio.sleep(0.05)
+        await old.send(old.frame(1, [SystemStatus(1, 1, 0b10001, TimeTag.now())]))
+        assert (await old.next_frame(timeout=5)).command == Command.CONFIRM
+        online_first = sum(isinstance(e, DeviceOnline) and e.device != "8000" for e in sink.events)
+        assert online_first <= 20  # the batch in flight and at most one more, not all 40
+        for dev in [old, *storm]:
+            await dev.close()
 
 
 @pytest.mark.parametrize(
