@@ -149,6 +149,7 @@ class Normalizer:
         frame_time: datetime | None,
         raw: bytes,
         received_at: datetime | None = None,
+        origin: str | None = None,
     ) -> Normalized:
         """``frame_time``: when the device says it sent the whole report (objects without a
         time tag of their own take it); ``raw``: the report as received, kept in the events."""
@@ -167,7 +168,7 @@ class Normalizer:
             "device": device,
             "site": site,
             "received_at": received,
-            "origin": self.origin,
+            "origin": origin or self.origin,
             "raw": raw_hex,
         }
         for obj, own in zip(unit.objects, spans, strict=True):

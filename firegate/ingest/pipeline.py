@@ -71,6 +71,7 @@ class Report:
     events: list[Envelope] = field(default_factory=list)  # made by the input (online, raw records)
     on_done: Callable[[Outcome], None] | None = None  # once stored, or not
     context: dict[str, object] = field(default_factory=dict)  # fields for log lines (serial, peer)
+    origin: str | None = None  # the events' origin ("serial:<dialect>", "mqtt:<codec>"); None: gb26875
     queued_at: float = 0.0
 
 
@@ -244,6 +245,7 @@ class Ingest:
                             frame_time=report.frame_time,
                             raw=report.raw,
                             received_at=received,
+                            origin=report.origin,
                         )
                     except Exception:
                         # one bad point must never block a batch (a fire alarm among it)
@@ -340,6 +342,7 @@ def _fallback(report: Report, site: str, received: datetime) -> list[Envelope]:
         "occurred_at": device_time(report.frame_time),
         "received_at": received,
         "raw": report.raw.hex(),
+        "origin": report.origin or "gb26875",
     }
     events: list[Envelope] = [
         DeviceInfo(

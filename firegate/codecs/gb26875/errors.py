@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from firegate.codecs.errors import CodecError
 from firegate.errors import FiregateError
 
 
@@ -23,7 +24,7 @@ class HeaderInfo:
         return int.from_bytes(self.source_raw, "little")
 
 
-class FrameError(FiregateError, ValueError):
+class FrameError(CodecError):
     """A frame that cannot be accepted. `reason` is the metric label."""
 
     reason = "frame"
@@ -31,8 +32,7 @@ class FrameError(FiregateError, ValueError):
     def __init__(
         self, message: str, *, data: bytes = b"", offset: int = 0, header: HeaderInfo | None = None
     ) -> None:
-        super().__init__(message)
-        self.data = data
+        super().__init__(message, data=data)
         self.offset = offset
         self.header = header
 
