@@ -183,14 +183,16 @@ def _print_faults(rows: list[Any]) -> None:
     if not rows:
         print("no open faults")
         return
+    from firegate.ops.terminal import cell
+
     print(f"{'RAISED (UTC)':<20} {'OPEN (h)':>8}  {'SITE':<14} {'DEVICE':<12} {'CONDITION':<16} LOCATION")
     for r in rows:
         raised = str(r.get("raised_at") or "")[:19].replace("T", " ")
         hours = float(r.get("open_s") or 0) / 3600
-        condition = str(r.get("condition_zh") or r.get("condition") or "")[:16]
-        site, device = str(r.get("site") or "")[:14], str(r.get("device") or "")[:12]
+        condition = cell(r.get("condition_zh") or r.get("condition") or "", 16)
+        site, device = cell(r.get("site") or "", 14), cell(r.get("device") or "", 12)
         location = r.get("location") or ""
-        print(f"{raised:<20} {hours:>8.1f}  {site:<14} {device:<12} {condition:<16} {location}")
+        print(f"{raised:<20} {hours:>8.1f}  {site} {device} {condition} {location}")
 
 
 def _deadletter(args: argparse.Namespace) -> int:
@@ -340,13 +342,14 @@ def _print_alarms(rows: list[Any]) -> None:
     if not rows:
         print("no alarms")
         return
+    from firegate.ops.terminal import cell
+
     print(f"{'RECEIVED (UTC)':<20} {'STATE':<10} {'SITE':<14} {'DEVICE':<10} {'LOCATION':<28} ID")
     for r in rows:
         received = str(r.get("received_at", ""))[:19].replace("T", " ")
-        location = str(r.get("location") or "")[:28]
         print(
-            f"{received:<20} {r.get('state', ''):<10} {str(r.get('site', ''))[:14]:<14} "
-            f"{str(r.get('device', ''))[:10]:<10} {location:<28} {r.get('id')}"
+            f"{received:<20} {cell(r.get('state', ''), 10)} {cell(r.get('site', ''), 14)} "
+            f"{cell(r.get('device', ''), 10)} {cell(r.get('location') or '', 28)} {r.get('id')}"
         )
 
 

@@ -82,6 +82,12 @@ def device_time(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=_zone)
 
 
+def device_local(value: datetime) -> datetime:
+    """A time to write into a time tag (which carries no zone): an aware time converted to the
+    device time zone, a naive one taken as already in it."""
+    return value if value.tzinfo is None else value.astimezone(_zone).replace(tzinfo=None)
+
+
 def as_utc(value: datetime) -> datetime:
     """A time firegate took itself (always UTC): a naive one is UTC, never the host's zone."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value

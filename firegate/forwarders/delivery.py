@@ -8,7 +8,7 @@ acking only after acceptance, and dead letters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from firegate.bus.events import Envelope
@@ -23,7 +23,6 @@ class Delivery:
     data: bytes  # the event as stored (JSON)
     stream_seq: int
     attempt: int = 1  # 1 on the first try; the courier increments it on each retry
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Destination(Protocol):

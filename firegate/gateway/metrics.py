@@ -2,8 +2,8 @@
 
 Every label value is declared here as a Final tuple and its child bound once: `.labels()` per frame
 costs four times a bound `.inc()`. ``LABEL_VALUES`` lists them for tests/ops/test_metrics_doc.py,
-which requires each in docs/metrics.md and fails on a series with an undeclared value. The parents
-stay public for callers that still pass a declared value to ``.labels()`` (server.py).
+which requires each in docs/metrics.md and fails on a series with an undeclared value. Callers use
+the bound children only.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ COMMAND_RESULTS: Final = ("ok", "timeout", "denied", "bad_answer", "disconnected
 
 CONNECTIONS: Final = Gauge("firegate_gateway_connections", "Open UITD connections", ["protocol"])
 connections: Final = {p: CONNECTIONS.labels(p) for p in PROTOCOLS}
-TCP_CONNECTIONS: Final = connections["tcp"]
 
 DEVICES_ONLINE: Final = Gauge("firegate_gateway_devices_online", "Devices heard from within the idle timeout")
 

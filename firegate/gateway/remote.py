@@ -29,6 +29,7 @@ from firegate.codecs.gb26875 import DataUnitError, EncodeError, frame_to_json
 from firegate.codecs.gb26875.objects import OBJECT_CLASSES, InfoObject, Reserved
 from firegate.codecs.gb26875.tables import READ_REPLY_TYPE
 from firegate.codecs.gb26875.timetag import TimeTag
+from firegate.devicetime import device_local
 from firegate.gateway.server import Gateway
 from firegate.gateway.session import CommandFailed
 
@@ -51,7 +52,9 @@ def _objects(type_flag: int, specs: list[dict[str, Any]] | None) -> list[InfoObj
     for spec in specs:
         fields = dict(spec)
         if "start_time" in fields:
-            fields["start_time"] = TimeTag.from_datetime(datetime.fromisoformat(fields["start_time"]))
+            # a time with an offset (as every time firegate writes) is meant in the device's zone
+            when = device_local(datetime.fromisoformat(fields["start_time"]))
+            fields["start_time"] = TimeTag.from_datetime(when)
         out.append(cls(**fields))
     return out
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from firegate.codecs.gb26875 import (
     ChecksumError,
+    CommandError,
     DataUnitError,
     Frame,
     FrameError,
@@ -23,6 +24,7 @@ from firegate.codecs.gb26875.tables import (
     ComponentType,
     SystemType,
     TypeFlag,
+    command_is_known,
     zh_of,
 )
 
@@ -38,27 +40,39 @@ def _hex_frames(lines: Iterable[str]) -> Iterator[tuple[int, bytes | str]]:
             yield number, f"not hexadecimal: {line.strip()[:60]!r}"
 
 
-def _emit(frame: Frame, pretty: bool, out: TextIO) -> None:
+def _emit(frame: Frame, pretty: bool, where: str = "") -> None:
     doc = frame_to_json(frame)
     if pretty:
-        out.write(render_table(doc) + "\n")
+        sys.stdout.write(render_table(doc) + "\n")
     else:
-        out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    if not command_is_known(frame.command):
+        sys.stderr.write(f"note: {where}command byte {frame.command} is reserved: a gateway denies it\n")
+
+
+def _reserved(error: CommandError) -> Frame | FrameError:
+    """A whole frame with a reserved command byte: shown (as reserved), not refused."""
+    try:
+        return parse_frame(error.data, verify_checksum=False, reserved_commands=True)
+    except FrameError:
+        return error
 
 
 def run_decode(source: str, *, raw: bool = False, pretty: bool = False) -> int:
     """Exit status: 0 when every frame decoded cleanly, 1 otherwise (errors on stderr, one line each)."""
     failures = 0
-    out, err = sys.stdout, sys.stderr
+    err = sys.stderr
     if source == "-" and raw:
         framer = Framer()
         for chunk in iter(lambda: sys.stdin.buffer.read(65536), b""):
             for item in framer.feed(chunk):
+                if isinstance(item, CommandError):
+                    item = _reserved(item)
                 if isinstance(item, FrameError):
                     failures += 1
                     err.write(f"error: {item.reason}: {item}\n")
                 else:
-                    _emit(item, pretty, out)
+                    _emit(item, pretty)
         if framer.buffered:
             failures += 1
             err.write(f"error: {framer.buffered} bytes at the end do not form a whole frame\n")
@@ -71,12 +85,12 @@ def run_decode(source: str, *, raw: bool = False, pretty: bool = False) -> int:
             err.write(f"error: {where}{data}\n")
             continue
         try:
-            frame = parse_frame(data, verify_checksum=False)
+            frame = parse_frame(data, verify_checksum=False, reserved_commands=True)
         except FrameError as e:
             failures += 1
             err.write(f"error: {where}{e.reason}: {e}\n")
             continue
-        _emit(frame, pretty, out)
+        _emit(frame, pretty, where)
         if not frame.checksum_ok:
             failures += 1
             err.write(f"error: {where}checksum: {ChecksumError.__name__} (checksum_ok is false)\n")

@@ -140,3 +140,19 @@ def test_a_report_stored_raw_keeps_its_offset(host_zone: str) -> None:
     report = Report("74565", Lane.FIRE, unit, frame_time=tag.value, raw=b"@@")
     for event in _fallback(report, "74565", datetime.now(UTC)):
         assert event.model_dump(mode="json")["occurred_at"] == "2026-11-23T10:30:05+08:00"
+
+
+@pytest.mark.parametrize(
+    ("given", "tag"),
+    [
+        # a time with an offset, as every time firegate writes, is meant in the device's zone
+        ("2024-05-01T00:00:00Z", datetime(2024, 5, 1, 8, 0, 0)),
+        ("2024-05-01T08:00:00+08:00", datetime(2024, 5, 1, 8, 0, 0)),
+        ("2024-05-01T08:00:00", datetime(2024, 5, 1, 8, 0, 0)),  # naive: already device time
+    ],
+)
+def test_a_records_query_start_time_is_sent_in_device_time(host_zone: str, given: str, tag: datetime) -> None:
+    from firegate.gateway.remote import _objects
+
+    (query,) = _objects(84, [{"record_count": 5, "start_time": given}])
+    assert query.start_time.value == tag

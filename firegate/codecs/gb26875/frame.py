@@ -188,8 +188,10 @@ def validate(raw: bytes | bytearray | memoryview, at: int = 0) -> FrameError | N
     return None
 
 
-def parse_frame(data: bytes, *, verify_checksum: bool = True) -> Frame:
-    """Parse exactly one whole frame. With verify_checksum=False a bad sum gives checksum_ok=False."""
+def parse_frame(data: bytes, *, verify_checksum: bool = True, reserved_commands: bool = False) -> Frame:
+    """Parse exactly one whole frame. With verify_checksum=False a bad sum gives checksum_ok=False;
+    with reserved_commands=True a reserved command byte (0, 7-127) is kept, for capture analysis
+    (a gateway denies such a frame, §6.5.3)."""
     data = bytes(data)
     if len(data) < OVERHEAD:
         raise FrameError(f"{len(data)} bytes are shorter than the smallest frame ({OVERHEAD})", data=data)
@@ -206,7 +208,11 @@ def parse_frame(data: bytes, *, verify_checksum: bool = True) -> Frame:
         return frame_from_bytes(data)
     error = validate(data)
     if isinstance(error, ChecksumError) and not verify_checksum:
+        if not reserved_commands and not command_is_known(data[26]):
+            raise CommandError(f"unknown command byte {data[26]}", data=data, header=_header_info(data, 0))
         return frame_from_bytes(data, checksum_ok=False)
+    if isinstance(error, CommandError) and reserved_commands:
+        return frame_from_bytes(data)
     if error is not None:
         raise error
     return frame_from_bytes(data)

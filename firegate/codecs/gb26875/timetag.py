@@ -63,10 +63,6 @@ class TimeTag:
     def valid(self) -> bool:
         return self.value is not None
 
-    @property
-    def is_zero(self) -> bool:
-        return not any(self.raw)
-
     def isoformat(self) -> str | None:
         return self.value.isoformat() if self.value is not None else None
 
