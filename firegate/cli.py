@@ -34,7 +34,8 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"roles": list(dict.fromkeys(args.role))})
     from firegate.devicetime import set_device_zone
 
-    # before anything reads a device's time or sends one: time tags carry no zone (design.md "Times")
+    # before anything reads a device's time or sends one: time tags carry no zone, so they are
+    # read in the device time zone
     set_device_zone(settings.gb26875.device_timezone)
     setup_logging(settings.log.level, settings.log.format)
     from firegate.app import run

@@ -1,4 +1,4 @@
-"""Typed events: a common envelope plus one model per kind (design.md "Events").
+"""Typed events: a common envelope plus one model per kind.
 
 Subjects are `fire.<kind>.<device>`; the id is deterministic from what the device said, so a
 retransmitted frame yields the same id and JetStream's duplicate window drops it.
@@ -15,9 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from firegate.devicetime import as_utc, device_time
 
 SCHEMA_VERSION = 1
-# Every time firegate writes carries its offset (design.md "Times"). A device's time tag has none:
-# it is read in the device time zone (gb26875.device_timezone), also when an event stored by an
-# older firegate is read back; a time firegate took itself is UTC.
+# Every time firegate writes carries its offset, so no reader has to guess a zone. A device's
+# time tag has none: it is read in the device time zone (gb26875.device_timezone), also when an
+# event stored by an older firegate is read back; a time firegate took itself is UTC.
 DeviceTime = Annotated[datetime, AfterValidator(device_time)]
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 Kind = Literal["alarm", "fault", "status", "operation", "device", "confirmed", "dismissed"]

@@ -35,7 +35,7 @@ from firegate.bus.events import Envelope, parse_event
 from firegate.forwarders import metrics as m
 from firegate.forwarders.consumer import subscribe
 from firegate.forwarders.delivery import Delivery, Destination
-from firegate.forwarders.errors import DeliveryError
+from firegate.forwarders.errors import DeliveryError, DeliveryFailed
 from firegate.forwarders.precedence import Precedence
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ class Courier:
             except Exception as e:  # a destination bug must not lose the event: retry it
                 log.exception("%s forwarder: unexpected error delivering %s", self.label, event.id,
                               extra={"device": event.device, "event_id": event.id})
-                failure = DeliveryError("internal", repr(e), retryable=True)
+                failure = DeliveryFailed("internal", repr(e))
             else:
                 m.forward_attempts.labels(destination=self.label, result="accepted").inc()
                 m.forward_latency.labels(destination=self.label).observe(max(0.0, time.time() - stored_at))

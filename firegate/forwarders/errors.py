@@ -9,21 +9,32 @@ class ForwarderError(FiregateError):
     """Root of every error raised by firegate.forwarders."""
 
 
-class DeliveryError(ForwarderError, ConnectionError):
-    """An outside system did not accept a delivery.
-
-    ``retryable`` says whether trying again later can succeed (endpoint down, 5xx, timeout)
-    or the payload itself was refused (400/413/422: dead-lettered at once, loudly).
-    ``reason`` is the metric label: ``connect``, ``timeout``, ``http_5xx``, ``http_4xx``,
-    ``tls``, ``refused``, ``broker``...
+class DeliveryError(ForwarderError):
+    """An outside system did not accept a delivery: `DeliveryFailed` (trying again later can
+    succeed: endpoint down, 5xx, timeout) or `DeliveryRefused` (the payload itself was refused:
+    400/413/422, dead-lettered at once, loudly). ``reason`` is the metric label: ``connect``,
+    ``timeout``, ``http_5xx``, ``http_4xx``, ``tls``, ``refused``, ``broker``...
     """
 
-    def __init__(self, reason: str, detail: str, *, retryable: bool, value: object = None) -> None:
+    retryable: bool
+
+    def __init__(self, reason: str, detail: str, *, value: object = None) -> None:
         self.reason = reason
         self.detail = detail
-        self.retryable = retryable
         self.value = value
         super().__init__(f"{reason}: {detail}")
+
+
+class DeliveryFailed(DeliveryError, ConnectionError):
+    """The outside system could not be reached or did not take it now: retried."""
+
+    retryable = True
+
+
+class DeliveryRefused(DeliveryError, ValueError):
+    """The outside system refused the payload itself: retrying cannot help."""
+
+    retryable = False
 
 
 class AlarmError(ForwarderError, ValueError):

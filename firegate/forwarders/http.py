@@ -27,7 +27,7 @@ from yarl import URL
 
 from firegate.bus.jetstream import tls_context as ssl_context
 from firegate.forwarders.delivery import Delivery
-from firegate.forwarders.errors import DeliveryError
+from firegate.forwarders.errors import DeliveryFailed, DeliveryRefused
 
 __all__ = ["HttpPoster", "ssl_context"]
 
@@ -118,12 +118,12 @@ class HttpPoster:
                 status = response.status
                 text = (await response.read())[: _SNIPPET * 4].decode("utf-8", "replace")
         except TimeoutError as e:  # aiohttp's connect and read timeouts are TimeoutErrors too
-            raise DeliveryError(
-                "timeout", f"no answer from {self._shown} within {self.timeout} s", retryable=True
+            raise DeliveryFailed(
+                "timeout", f"no answer from {self._shown} within {self.timeout} s"
             ) from e
         except (aiohttp.ClientError, OSError) as e:
             reason = "tls" if _is_tls_failure(e) else "connect"
-            raise DeliveryError(reason, f"{self._shown}: {type(e).__name__}: {e}", retryable=True) from e
+            raise DeliveryFailed(reason, f"{self._shown}: {type(e).__name__}: {e}") from e
 
         if 200 <= status < 300:
             return
@@ -133,13 +133,13 @@ class HttpPoster:
         snippet = " ".join(text.split())[:_SNIPPET]
         detail = f"{self._shown} answered {status}" + (f": {snippet}" if snippet else "")
         if status in PAYLOAD_REFUSED:
-            raise DeliveryError("http_4xx", detail, retryable=False, value=status)
+            raise DeliveryRefused("http_4xx", detail, value=status)
         if 400 <= status < 500:
-            raise DeliveryError("http_4xx", detail, retryable=True, value=status)
+            raise DeliveryFailed("http_4xx", detail, value=status)
         if status >= 500:
-            raise DeliveryError("http_5xx", detail, retryable=True, value=status)
+            raise DeliveryFailed("http_5xx", detail, value=status)
         # a 3xx: the URL moved; ops must update it (redirects are not followed, see above)
-        raise DeliveryError("http_other", f"{detail} (not followed)", retryable=True, value=status)
+        raise DeliveryFailed("http_other", f"{detail} (not followed)", value=status)
 
     async def close(self) -> None:
         if self._session is not None:

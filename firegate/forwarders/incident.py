@@ -412,7 +412,7 @@ def open_incident(event: FireAlarm) -> Incident:
 
 
 def listing(incident: Incident, alarm: AlarmRecord) -> dict[str, object]:
-    """One row of `firegate alarm list --json` (design.md: id, device, site, kind, state,
+    """One row of `firegate alarm list --json` (the CLI contract: id, device, site, kind, state,
     occurred_at, received_at, location, and more)."""
     p = alarm.point
     return {

@@ -68,7 +68,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from firegate.bus.events import DeviceOffline, DeviceOnline, Envelope, FaultCleared, FaultRaised, Point
 from firegate.forwarders.delivery import Delivery
-from firegate.forwarders.errors import DeliveryError
+from firegate.forwarders.errors import DeliveryError, DeliveryFailed, DeliveryRefused
 from firegate.forwarders.metrics import forward_connections, forward_link_up
 
 _LINKS = forward_connections.labels(destination="mqtt")
@@ -273,7 +273,7 @@ class MqttFaultDestination:
 
     async def deliver(self, delivery: Delivery) -> None:
         if self._closed:
-            raise DeliveryError("closed", f"{self._where}: destination closed", retryable=True)
+            raise DeliveryFailed("closed", f"{self._where}: destination closed")
         messages = self.messages(delivery)
         client: aiomqtt.Client | None = None
         try:
@@ -292,12 +292,12 @@ class MqttFaultDestination:
             raise
         except (aiomqtt.MqttError, OSError, TimeoutError) as e:  # TimeoutError: our publish deadline
             await self._drop(client, e)
-            raise DeliveryError(
-                "broker", f"{self._where}: {_describe(e, self.timeout)}", retryable=True, value=self._where
+            raise DeliveryFailed(
+                "broker", f"{self._where}: {_describe(e, self.timeout)}", value=self._where
             ) from e
         except ValueError as e:  # paho refuses the topic or payload itself: retrying cannot help
             detail = f"{self._where}: {e}"
-            raise DeliveryError("refused", detail, retryable=False, value=delivery.subject) from e
+            raise DeliveryRefused("refused", detail, value=delivery.subject) from e
 
     async def close(self) -> None:
         self._closed = True
@@ -359,7 +359,7 @@ class MqttFaultDestination:
             if self._client is not None:
                 return self._client
             if self._closed:
-                raise DeliveryError("closed", f"{self._where}: destination closed", retryable=True)
+                raise DeliveryFailed("closed", f"{self._where}: destination closed")
             client = aiomqtt.Client(
                 self.host,
                 self.port,
@@ -376,7 +376,7 @@ class MqttFaultDestination:
             try:
                 await asyncio.shield(attempt)
                 if self._closed:  # close() ran while we connected: do not leave this one open
-                    raise DeliveryError("closed", f"{self._where}: destination closed", retryable=True)
+                    raise DeliveryFailed("closed", f"{self._where}: destination closed")
                 if not self._session_present:
                     await self._republish(client)
             except BaseException as e:
@@ -417,8 +417,8 @@ class MqttFaultDestination:
                 faults = await self.open_faults()
         except Exception as e:
             log.warning("MQTT %s: cannot read the open faults to publish again: %r", self._where, e)
-            raise DeliveryError(
-                "republish", f"{self._where}: open faults not readable: {e!r}", retryable=True
+            raise DeliveryFailed(
+                "republish", f"{self._where}: open faults not readable: {e!r}"
             ) from e
         messages = [m for event, rebuilt in faults if (m := self.state_message(event, rebuilt=rebuilt))]
         for start in range(0, len(messages), _REPUBLISH_PARALLEL):

@@ -20,12 +20,13 @@ import nats.js.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import ValidationError
 
+from firegate.forwarders.errors import ForwarderError
 from firegate.forwarders.incident import Incident
 
 BUCKET = "FIRE_ALARMS"
 
 
-class Conflict(Exception):
+class Conflict(ForwarderError):
     """Somebody else wrote the key since we read it: read again and retry."""
 
 

@@ -1,4 +1,5 @@
-"""Device ids from the 6-byte address. Vendors differ (spec D16): configurable, LE integer by default."""
+"""Device ids from the 6-byte address. Vendors differ (most read a little-endian integer, an
+older helper IP:port): configurable, LE integer by default."""
 
 from __future__ import annotations
 

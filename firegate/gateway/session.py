@@ -31,6 +31,7 @@ from firegate.codecs.gb26875 import (
 )
 from firegate.codecs.gb26875.tables import TypeFlag, name_of, zh_of
 from firegate.devicetime import device_time
+from firegate.errors import FiregateError
 from firegate.gateway import metrics
 from firegate.gateway.udp import DatagramPeer
 from firegate.ingest import Lane, Outcome, Report, carries_fire
@@ -52,8 +53,8 @@ def _skew(tag: datetime, now: datetime) -> float:
     return (device - center).total_seconds()
 
 
-class CommandFailed(Exception):
-    """A command down to a device was denied or never answered."""
+class CommandFailed(FiregateError, RuntimeError):
+    """A command down to a device was denied or never answered. ``reason`` is the metric label."""
 
     def __init__(self, reason: str, device: str, detail: str = "") -> None:
         super().__init__(f"{reason}: device {device}" + (f": {detail}" if detail else ""))

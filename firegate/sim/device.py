@@ -44,7 +44,7 @@ from firegate.sim import payloads
 from firegate.sim.payloads import URGENT_KINDS, Kind
 from firegate.sim.report import SimStats
 
-_CONTROL_TYPES = frozenset({89, 90, 91})  # sent as cmd 1; cmd 4 is accepted too (spec D13)
+_CONTROL_TYPES = frozenset({89, 90, 91})  # sent as cmd 1 (§6.2); some centers send cmd 4, accepted too
 _MAX_OPS = 16  # UITD operation records kept for reads of type 84
 
 

@@ -168,7 +168,7 @@ class StoredEvent:
 @dataclass(frozen=True, slots=True)
 class StoredAudit:
     """What a center stored against what the storm's devices said: each fire alarm once and each
-    device's fault once (design.md: confirmed only after storage, deduplicated by event id)."""
+    device's fault once (confirmed only after storage, deduplicated by event id)."""
 
     expected: int
     stored: int  # events read back (duplicates included)

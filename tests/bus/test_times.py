@@ -1,4 +1,5 @@
-"""Every time an event carries has an offset (design.md "Times"), also read back from old events."""
+"""Every time an event carries has an offset (no reader has to guess a zone), also read back
+from old events."""
 
 from __future__ import annotations
 

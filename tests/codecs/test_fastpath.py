@@ -100,7 +100,8 @@ def check_unit(adu: bytes) -> Any:
 
 @st.composite
 def encoded_units(draw: st.DrawFn, types: list[int] = TYPES) -> bytes:
-    """Valid data units of a type, in every layout the codec accepts (D10), 0 to many objects."""
+    """Valid data units of a type, in every layout the codec accepts (vendor time tags too),
+    0 to many objects."""
     type_flag = draw(st.sampled_from(types))
     objs = draw(st.lists(objects(type_flag), min_size=0, max_size=max_objects(type_flag)))
     layout = draw(st.sampled_from(list(TimeLayout)))

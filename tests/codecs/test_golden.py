@@ -3,7 +3,7 @@
 The data comes from tests/data/make_golden.py, which builds every frame with
 ``struct`` from the spec (/work/shared/spec/gb26875-3.md) and never touches
 the codec. Each case's ``expect`` is a subset of the decoded-frame JSON
-(design.md, "Contracts"): only the keys given are checked. Markers:
+(the decoded-frame JSON contract): only the keys given are checked. Markers:
 ``{"$absent": true}`` means the key must be missing, ``{"$present": true}``
 that it must be there with any value.
 """

@@ -100,7 +100,7 @@ def test_timed_type_without_tags_is_tolerated() -> None:
 
 def test_trailing_time_tag_variant() -> None:
     tag = TimeTag.from_bytes(bytes([0, 0, 8, 1, 2, 26]))
-    data = bytes([24, 2, 0x20, 1, 0x01, 2]) + tag.raw  # two objects, one tag after both (D10)
+    data = bytes([24, 2, 0x20, 1, 0x01, 2]) + tag.raw  # two objects, one tag after both (a vendor variant)
     unit = decode_data_unit(data)
     assert unit is not None and unit.layout is TimeLayout.TRAILING
     assert unit.objects == (UitdOperation(0x20, 1, tag), UitdOperation(1, 2, tag))

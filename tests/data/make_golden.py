@@ -16,7 +16,7 @@ Two data files are written next to this script:
 
 Each case is ``{"name", "spec", "direction", "hex", "expect"}`` (vendor cases
 add ``source``). ``expect`` is a subset of the decoded-frame JSON
-(design.md, "Contracts"); tests/codecs/test_golden.py checks only the keys
+(the decoded-frame JSON contract); tests/codecs/test_golden.py checks only the keys
 given. Two markers are understood by that matcher:
 ``{"$absent": true}`` (the key must not be present) and
 ``{"$present": true}`` (the key must be present, any value).
@@ -219,7 +219,7 @@ def o_sys(st: int, sa: int) -> bytes:  # types 61, 65, 66, 68: 2
     return struct.pack("<BB", st, sa)
 
 
-def o_sys_comp(st: int, sa: int, ca: int) -> bytes:  # types 62, 63, 67: 6 (no component-type byte, D11)
+def o_sys_comp(st: int, sa: int, ca: int) -> bytes:  # types 62, 63, 67: 6 (no component-type byte)
     return struct.pack("<BBI", st, sa, ca)
 
 
@@ -864,12 +864,12 @@ def t5_software_version() -> Case:
 
 @golden
 def t6_system_config_unequal_lengths() -> Case:
-    # §3 type 6 (n <= 3): objects of 3 + L bytes with different L; parse sequentially (D12).
+    # §3 type 6 (n <= 3): objects of 3 + L bytes with different L; parse sequentially.
     text1 = gb("JB-QB-5Y 火灾报警控制器")
     data = du(6, o_system_config(1, 1, text1), o_system_config(10, 2, b"ABC  "), o_system_config(13, 3, b""))
     return up(
         "t6_system_config_unequal_lengths",
-        "§3 type 6, D12",
+        "§3 type 6, objects parsed in sequence",
         serial=25,
         command=2,
         data=data,
@@ -1056,11 +1056,11 @@ def t25_uitd_version() -> Case:
 
 @golden
 def t25_vendor_time_appended() -> Case:
-    # D10 + §2 inference: a peer appends a 6-byte time tag to type 25. Remaining bytes
+    # vendor time tags + §2 inference: a peer appends a 6-byte time tag to type 25. Remaining bytes
     # 8 = n x (2 + 6), so length arithmetic still decodes the object.
     data = du(25, o_uitd_version(1, 2) + tt(TA))
     assert len(data) == 10
-    spec = "§2 length arithmetic, D10"
+    spec = "§2 length arithmetic, vendor time tags"
     return up(
         "t25_vendor_time_appended",
         spec,
@@ -1154,10 +1154,10 @@ def t61_read_system_status() -> Case:
 
 @golden
 def t62_read_component_status() -> Case:
-    data = du(62, o_sys_comp(1, 1, 0x00020001), o_sys_comp(12, 5, 0xFFFFFFFF))  # §3 type 62, D11
+    data = du(62, o_sys_comp(1, 1, 0x00020001), o_sys_comp(12, 5, 0xFFFFFFFF))  # §3 type 62
     return down(
         "t62_read_component_status",
-        "§3 type 62, D11",
+        "§3 type 62, no component-type byte",
         serial=101,
         command=4,
         data=data,
@@ -1174,10 +1174,10 @@ def t62_read_component_status() -> Case:
 
 @golden
 def t63_read_analog_value() -> Case:
-    data = du(63, o_sys_comp(1, 1, 0x00000101))  # §3 type 63, D11
+    data = du(63, o_sys_comp(1, 1, 0x00000101))  # §3 type 63, no component-type byte
     return down(
         "t63_read_analog_value",
-        "§3 type 63, D11",
+        "§3 type 63, no component-type byte",
         serial=102,
         command=4,
         data=data,
@@ -1253,10 +1253,10 @@ def t66_read_system_config() -> Case:
 
 @golden
 def t67_read_component_config() -> Case:
-    data = du(67, o_sys_comp(1, 1, 0x0000000A))  # §3 type 67, D11
+    data = du(67, o_sys_comp(1, 1, 0x0000000A))  # §3 type 67, no component-type byte
     return down(
         "t67_read_component_config",
-        "§3 type 67, D11",
+        "§3 type 67, no component-type byte",
         serial=106,
         command=4,
         data=data,
@@ -1540,7 +1540,7 @@ def reply_t28_to_t88() -> Case:
     )
 
 
-# ---- control, cmd 1 (§3 Downstream; D13) ---------------------------------
+# ---- control, cmd 1 (§3 Downstream; control sent as cmd 1 or 4) ---------------------------------
 
 
 @golden
@@ -1548,7 +1548,7 @@ def t89_init_uitd() -> Case:
     data = du(89, o_reserved())  # §3 type 89, cmd 1 (VEN example 9)
     return down(
         "t89_init_uitd",
-        "§3 type 89, D13",
+        "§3 type 89, control sent as cmd 1 or 4",
         serial=120,
         command=1,
         data=data,
@@ -1562,10 +1562,10 @@ def t89_init_uitd() -> Case:
 
 @golden
 def t89_init_uitd_via_request() -> Case:
-    data = du(89, o_reserved())  # D13: accept type 89 sent with cmd 4 (SF)
+    data = du(89, o_reserved())  # control sent as cmd 1 or 4: accept type 89 sent with cmd 4 (SF)
     return down(
         "t89_init_uitd_via_request",
-        "D13",
+        "control sent as cmd 1 or 4",
         serial=121,
         command=4,
         data=data,
@@ -1809,7 +1809,7 @@ def address_bytes_with_4040_and_2323() -> Case:
     raw = frame(serial=54, command=2, source=src, destination=dst, data=data, time=tt(T0))
     return case(
         "address_bytes_with_4040_and_2323",
-        "§1 framing, D16",
+        "§1 framing, LE address",
         "up",
         raw,
         {

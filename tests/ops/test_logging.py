@@ -116,12 +116,12 @@ class _FailsThenRefuses:
         self.calls = 0
 
     async def deliver(self, delivery: object) -> None:
-        from firegate.forwarders.errors import DeliveryError
+        from firegate.forwarders.errors import DeliveryFailed, DeliveryRefused
 
         self.calls += 1
         if self.calls == 1:
-            raise DeliveryError("http_5xx", "503", retryable=True)
-        raise DeliveryError("http_4xx", "400 bad payload", retryable=False)
+            raise DeliveryFailed("http_5xx", "503")
+        raise DeliveryRefused("http_4xx", "400 bad payload")
 
     async def close(self) -> None:
         pass

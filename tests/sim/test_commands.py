@@ -182,7 +182,7 @@ async def test_init_confirmed_and_clears_latched_fire() -> None:
 
 
 async def test_control_type_accepted_as_a_request_too() -> None:
-    """Spec D13: some centers send 89/90/91 with cmd 4."""
+    """Some centers send 89/90/91 with cmd 4 instead of cmd 1 (§6.2)."""
     async with pair() as (center, _dev, conn):
         serial, _ = center.command(conn, 89, [Reserved()], command=4)
         assert (await center.wait_for(answer_to(serial))).frame.command == 3

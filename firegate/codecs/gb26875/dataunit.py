@@ -1,7 +1,8 @@
 """The application data unit (spec §2, §3): type flag, object count, objects.
 
-Parsing is sequential per type (D12). Where a peer adds or omits time tags (D10), the layout is
-told apart by length arithmetic: remaining = n x body, n x (body + 6), or n x body + 6.
+Parsing is sequential per type (type 6's objects differ in length). Where a peer adds or omits
+time tags, the layout is told apart by length arithmetic: remaining = n x body, n x (body + 6),
+or n x body + 6.
 
 `decode_data_unit` tries a hand-written decoder for the standard layout of the upload types first
 (the hot path, below `CODECS`), then the general path driven by the derived struct codecs.
@@ -46,7 +47,7 @@ HEARTBEAT_BYTE = 0x16  # the one-byte "handshake" payload some UITDs send (spec 
 class TimeLayout(Enum):
     PER_OBJECT = "per_object"  # a tag after every body
     NONE = "none"  # no tags
-    TRAILING = "trailing"  # one tag after all bodies (a vendor variant, D10)
+    TRAILING = "trailing"  # one tag after all bodies (a vendor variant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """A sans-I/O stream framer: feed bytes in any chunks, get frames and typed errors back.
 
-Framing is length-driven (spec §1, D15): '@@', '##' and 0x23 occur inside valid frames. A failed
-candidate drops one byte and the search goes on at the next '@@'. The buffer never holds more
-than one maximal frame: a length over 1024 is refused as soon as the header is readable.
+Framing is length-driven (spec §1), never cut at the first '##': '@@', '##' and 0x23 occur
+inside valid frames. A failed candidate drops one byte and the search goes on at the next '@@'.
+The buffer never holds more than one maximal frame: a length over 1024 is refused as soon as
+the header is readable.
 """
 
 from __future__ import annotations

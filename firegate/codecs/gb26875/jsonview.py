@@ -1,4 +1,4 @@
-"""The decoded-frame JSON of design.md's contract (`firegate decode`)."""
+"""The decoded-frame JSON (`firegate decode`): a contract other programs read."""
 
 from __future__ import annotations
 

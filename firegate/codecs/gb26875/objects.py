@@ -257,7 +257,7 @@ class SystemRef(InfoObject):
 
 @dataclass(frozen=True, slots=True)
 class ComponentRef(InfoObject):
-    """Reads 62, 63, 67 (no component-type byte, D11)."""
+    """Reads 62, 63, 67 (no component-type byte, §3)."""
 
     system_type: int
     system_address: int

@@ -97,7 +97,8 @@ def _object(type_flag: int, body: Container, tag: TimeTag | None) -> InfoObject:
 
 
 def decode_data_unit_reference(adu: bytes) -> DataUnit | None:
-    """What `dataunit.decode_data_unit` returns, by Construct (spec §2, §3; D10 by trial layouts)."""
+    """What `dataunit.decode_data_unit` returns, by Construct (spec §2, §3; vendor-added time tags
+    by trial layouts)."""
     adu = bytes(adu)
     if not adu:
         return None

@@ -32,7 +32,7 @@ TIME_TAG = Struct(
     "year" / Int8ul,
 )
 TimeTagBytes = Bytes(6)  # kept raw in objects: devices send invalid tags that must round-trip
-Address = Bytes(6)  # 6 bytes, read as a little-endian int by default (spec §1, D16)
+Address = Bytes(6)  # 6 bytes, read as a little-endian int by default (spec §1; vendors agree but one)
 Text31 = Bytes(31)  # GB18030, padding undefined by the standard (spec §3 "Text fields")
 
 # §1, Table 1: the 25-byte control unit after '@@'.
@@ -109,7 +109,7 @@ BODIES: dict[int, Struct] = {
 }
 
 _SYSTEM_REF = Struct("system_type" / Int8ul, "system_address" / Int8ul)
-# 62/63/67 carry no component-type byte (STD, D11).
+# 62/63/67 carry no component-type byte (§3: 6-byte objects).
 _COMPONENT_REF = Struct("system_type" / Int8ul, "system_address" / Int8ul, "component_address" / Int32ul)
 _RESERVED = Struct("reserved" / Int8ul)
 
