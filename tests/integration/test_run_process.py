@@ -105,6 +105,7 @@ async def test_sigkill_mid_load_then_retransmissions_give_exactly_the_sent_set(f
         with contextlib.suppress(TimeoutError):
             while True:
                 got.append(json.loads((await sub.next_msg(timeout=2)).data))
+        await sub.unsubscribe()  # nats-py's close leaves an ordered consumer's checks running
     sent = {(str(a), n) for a in frames for n in range(12)}
     seen = [(e["device"], e["point"]["component_address"]) for e in got]
     assert len(seen) == len(set(seen)), "a duplicate reached the stream"
@@ -129,6 +130,7 @@ async def test_site_registry_reloads_on_sighup(tmp_path: Path) -> None:
                 with contextlib.suppress(TimeoutError):
                     while True:
                         got.append(json.loads((await sub.next_msg(timeout=1)).data))
+                await sub.unsubscribe()  # nats-py's close leaves an ordered consumer's checks running
             return str(got[-1]["site"])
 
         assert await alarm_site(1) == "74565"  # unregistered: a site of its own
