@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from nats.aio.client import Client as NATS
 
 from firegate.aio import cancel_and_wait
 from firegate.bus.errors import NatsConnectError, NatsServerError, StreamConfigError
-from firegate.bus.jetstream import StreamSettings, connect, connect_options, ensure_kv, ensure_stream
+from firegate.bus.jetstream import connect, connect_options, ensure_kv, tls_context
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
+from firegate.bus.permissions import refused_start
 from firegate.bus.publisher import Publisher, PublisherSettings
+from firegate.bus.retention import StreamLayout, StreamWatch, ensure_streams
 from firegate.bus.server import EmbeddedNatsServer
 from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
@@ -33,6 +36,9 @@ from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
 from firegate.forwarders.store import AlarmStore
 from firegate.forwarders.supervise import restarting
 from firegate.gateway.remote import CommandServer
+from firegate.gateway.sensors.source import SensorSites, run_sources
+from firegate.gateway.sensors.source import readiness as sensor_readiness
+from firegate.gateway.serial.lines import PanelSites, run_lines, serial_lines
 from firegate.gateway.server import Gateway, GatewayOptions
 from firegate.ingest import Ingest
 from firegate.ingest.normalize import Normalizer
@@ -42,6 +48,7 @@ from firegate.ops.metrics import SITE_REGISTRY_RELOADS, SITE_REGISTRY_STALE
 from firegate.sites import LiveSites
 
 log = logging.getLogger("firegate")
+_T = TypeVar("_T")
 
 
 def gateway_options(settings: Settings) -> GatewayOptions:
@@ -93,6 +100,7 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
                 settings.nats.urls,
                 "firegate",
                 connect_timeout=settings.nats.connect_timeout,
+                inbox_prefix=settings.nats.inbox_prefix,
                 **connect_options(settings.nats),
             )
         except NatsConnectError as e:
@@ -200,15 +208,29 @@ class _LateChecks:
         self._bound[name] = check
 
 
-def _stream_refused(error: StreamConfigError, stream: StreamSettings) -> StartupError:
+async def _setup(step: Awaitable[_T]) -> _T:
+    """A start-up request to JetStream; one the NATS server refused (a missing permission) only
+    times out, so the start stops naming the user, the subject and the setting instead."""
+    try:
+        return await step
+    except Exception as e:
+        refused = refused_start(e)
+        if refused is None:
+            raise
+        raise StartupError(*refused) from e
+
+
+def _stream_refused(error: StreamConfigError, layout: StreamLayout) -> StartupError:
     """The setting behind a stream NATS will not create: most often a store too small for
-    bus.max_bytes, or more replicas than the cluster has servers."""
+    bus.max_bytes (or bus.telemetry_max_bytes), or more replicas than the cluster has servers."""
+    telemetry = error.stream == layout.telemetry.name
+    stream, prefix = (layout.telemetry, "bus.telemetry_") if telemetry else (layout.records, "bus.")
     reason = error.reason.lower()
     if "replica" in reason or "peers" in reason:
         return StartupError("bus.replicas", stream.num_replicas, str(error))
     if "storage" in reason or "resources" in reason or "bytes" in reason:
-        return StartupError("bus.max_bytes", stream.max_bytes, str(error))
-    return StartupError("bus.stream", stream.name, str(error))
+        return StartupError(f"{prefix}max_bytes", stream.max_bytes, str(error))
+    return StartupError(f"{prefix}stream", stream.name, str(error))
 
 
 def _event_check(event: asyncio.Event, ok: str, not_ok: str) -> Check:
@@ -264,6 +286,9 @@ async def _run_locked(
         log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection
     sites = LiveSites(settings.sites)
     site_of, location_of = sites.site_of, sites.location_of
+    sensor_sites = SensorSites(site_of)  # unregistered sensors: the site their topic or source names
+    site_of = sensor_sites.site_of
+    site_of = PanelSites(settings.panels, site_of).site_of  # a serial panel's configured site
     gateways: list[Gateway] = []
 
     def registered() -> dict[str, list[str]] | None:
@@ -303,6 +328,8 @@ async def _run_locked(
         health.add_check("store", up.store)
     # the other roles' services exist only once NATS is up; their checks answer "starting" till then
     late = _LateChecks()
+    if "gateway" in roles and settings.sensors.sources:
+        health.add_check("sensor_brokers", late.check("sensor_brokers"))
     for role, names in (("lifecycle", ("alarm_lifecycle", "fault_tracker")), ("forwarders", ("forwarders",))):
         if role in roles:
             for name in names:
@@ -318,18 +345,25 @@ async def _run_locked(
             up.attach_nats(nc)
             js = nc.jetstream()
             replicas = settings.effective_replicas
-            stream = StreamSettings(
-                name=settings.bus.stream,
-                duplicate_window=settings.bus.duplicate_window,
-                max_age=settings.bus.max_age_days * 86400,
-                max_bytes=settings.bus.max_bytes,
+            bus = settings.bus
+            layout = StreamLayout.build(  # records and telemetry apart (migrates a single stream)
+                records=bus.stream,
+                telemetry=bus.telemetry_stream,
+                duplicate_window=bus.duplicate_window,
+                max_age=bus.max_age_days * 86400,
+                max_bytes=bus.max_bytes,
+                telemetry_max_age=bus.telemetry_max_age_days * 86400,
+                telemetry_max_bytes=bus.telemetry_bytes,
                 num_replicas=replicas,
             )
             try:
-                await ensure_stream(js, stream)
+                await _setup(ensure_streams(js, layout))
             except StreamConfigError as e:
-                raise _stream_refused(e, stream) from e
+                raise _stream_refused(e, layout) from e
             async with asyncio.TaskGroup() as tg:
+                # each stream's use and oldest record, for the alert before a record would be evicted
+                watch = StreamWatch(nc, [s.name for s in layout.streams])
+                watching = tg.create_task(watch.run(), name="stream usage")
                 precedence = Precedence()  # this process's fire work goes before its fault work
                 consumers: list[asyncio.Task[object]] = []
                 gateway: Gateway | None = None
@@ -337,7 +371,7 @@ async def _run_locked(
                 gateway_tasks: list[asyncio.Task[object]] = []
                 commands: asyncio.Task[None] | None = None
                 if "gateway" in roles:
-                    kv = await ensure_kv(js, BUCKET, replicas=replicas, allow_atomic=True)
+                    kv = await _setup(ensure_kv(js, BUCKET, replicas=replicas, allow_atomic=True))
                     spool = await Spool.open(data_dir / "spool", max_bytes=settings.bus.spool_max_bytes)
                     stack.push_async_callback(spool.close)
                     pub = await stack.enter_async_context(
@@ -366,9 +400,21 @@ async def _run_locked(
                     gateway_tasks.append(tg.create_task(memory.run_flusher(), name="status flusher"))
                     mirror = restarting("status memory mirror", memory.run_mirror)
                     gateway_tasks.append(tg.create_task(mirror, name="status mirror"))
+                    lines = serial_lines(settings.panels, gateway)  # StartupError names panels.N.dialect
+                    gateway_tasks.append(tg.create_task(run_lines(lines), name="serial lines"))
+                    if settings.sensors.sources:
+                        sensing = run_sources(
+                            settings.sensors.sources,
+                            ingest,
+                            thresholds=dict(settings.sensors.thresholds),
+                            sites=sensor_sites,
+                            tls_context=tls_context,
+                            ready=lambda s: late.bind("sensor_brokers", lambda: sensor_readiness(s)),
+                        )
+                        gateway_tasks.append(tg.create_task(sensing, name="sensor sources"))
                     gateway_tasks.append(ingesting)
                 if "lifecycle" in roles:
-                    alarms_kv = await ensure_kv(js, ALARMS_BUCKET, replicas=replicas)
+                    alarms_kv = await _setup(ensure_kv(js, ALARMS_BUCKET, replicas=replicas))
                     lifecycle = Lifecycle(
                         nc,
                         AlarmStore(alarms_kv),
@@ -379,13 +425,14 @@ async def _run_locked(
                         catch_up=settings.alarms.catch_up,
                         precedence=precedence,
                         center=center_info(settings.center),
+                        attest=not settings.nats.embedded,  # any local client may forge it there
                     )
-                    ready = _event_check(lifecycle.ready, "consuming", "starting")
+                    ready = lifecycle.readiness
                     late.bind("alarm_lifecycle", ready)
                     consumers.append(tg.create_task(lifecycle.run(), name="alarm lifecycle"))
                     tracker = FaultTracker(
                         nc,
-                        await ensure_kv(js, FAULTS_BUCKET, replicas=replicas),
+                        await _setup(ensure_kv(js, FAULTS_BUCKET, replicas=replicas)),
                         stream=settings.bus.stream,
                         catch_up=settings.alarms.catch_up,
                         precedence=precedence,
@@ -393,7 +440,7 @@ async def _run_locked(
                     late.bind("fault_tracker", _event_check(tracker.ready, "consuming", "starting"))
                     consumers.append(tg.create_task(tracker.run(), name="fault tracker"))
                 if "forwarders" in roles:
-                    await ensure_dead_letter_stream(js, replicas)
+                    await _setup(ensure_dead_letter_stream(js, replicas))
                     couriers = dispatch_couriers(js, settings, precedence) + fault_couriers(
                         js, settings, precedence
                     )
@@ -417,7 +464,7 @@ async def _run_locked(
                     await serving
                     log.info("gateway drained in %.1f s", loop.time() - stopping)
                 # consumers hold nothing unacked that would be lost: the stream redelivers it
-                await cancel_and_wait([*gateway_tasks, *consumers], log)
+                await cancel_and_wait([*gateway_tasks, *consumers, watching], log)
             log.info("tasks stopped after %.1f s", loop.time() - stopping)
     finally:
         await health.stop()

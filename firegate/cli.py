@@ -313,14 +313,29 @@ async def _cli_connect(config: str | None) -> Any:
         for key in ("tls", "user", "password", "token"):
             if extra[key] is not None:
                 options[key] = extra[key]
+        if cfg.inbox_prefix:
+            options["inbox_prefix"] = cfg.inbox_prefix
     else:
-        for key in ("token", "user", "password"):
+        for key in ("token", "user", "password", "inbox_prefix"):
             value = os.environ.get(f"FIREGATE_NATS__{key.upper()}")
             if value:
                 options[key] = value
+        creds = os.environ.get("FIREGATE_NATS__CREDS_FILE")
+        if creds:
+            options["user_credentials"] = creds
+    who = f"NATS user {options['user']!r}" if options.get("user") else "these NATS credentials"
+    refused: set[str] = set()
 
     async def quiet(e: Exception) -> None:  # nats-py's default prints a traceback per failure
-        pass
+        text = str(e)
+        if "permissions violation" in text.lower() and text not in refused:
+            # the request was dropped, so the command would only time out: say why
+            refused.add(text)
+            sys.stderr.write(
+                f"firegate: the NATS server refused this to {who} ({text.removeprefix('nats: ')}); "
+                "ask the NATS administrator for that permission, or use a user allowed it "
+                "(nats.user of --config FILE, else FIREGATE_NATS__USER)\n"
+            )
 
     from firegate.bus.errors import NatsConnectError
 
@@ -443,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_sim)
 
     sub.add_parser("schema", help="write (or --check) the events' JSON Schemas and AsyncAPI document")
+    sub.add_parser("codec", help="codec tools for integrators: list, test CAPTURE, new NAME", add_help=False)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -460,6 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from firegate.sim.cli import sim_main
 
         return sim_main(argv[1:])
+    if argv[:1] == ["codec"]:  # the integrator's commands own their options (firegate.tools.codec)
+        from firegate.tools.codec import main as codec_main
+
+        return codec_main(argv[1:])
     if argv[:1] == ["schema"]:
         from firegate.bus.schema import main as schema_main
 

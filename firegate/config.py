@@ -58,12 +58,19 @@ from firegate.configfile import (
 )
 from firegate.devicetime import DEFAULT_ZONE, zone_named
 from firegate.errors import MISSING, ConfigError, ConfigProblem
+from firegate.gateway.serial.config import Panels
+from firegate.secrets import FILE_SUFFIX, conflicts, secret_from_files
 
 ENV_PREFIX = "FIREGATE_"
 EMBEDDED_HOST = "127.0.0.1"
 # FIREGATE_* variables firegate reads that are not configuration keys; every other
 # FIREGATE_* variable must name a key (a typo is an error, not silently ignored)
-NOT_CONFIG_VARS = frozenset({"FIREGATE_OPERATOR"})  # `firegate alarm --operator`'s default
+NOT_CONFIG_VARS = frozenset(
+    {
+        "FIREGATE_OPERATOR",  # `firegate alarm --operator`'s default
+        "FIREGATE_REGEN_GOLDEN",  # a codec's tests rewrite their golden files (codecs/testing.py)
+    }
+)
 # what a container platform sets for a service or a linked container named "firegate": the
 # kubelet's FIREGATE_SERVICE_HOST, FIREGATE_SERVICE_PORT[_NAME], FIREGATE_PORT[_9001_TCP_ADDR...],
 # and Docker links' FIREGATE_NAME and FIREGATE_ENV_*. Not ours, never an error.
@@ -375,11 +382,23 @@ class _Section(BaseModel):
         """This model's rules across keys; ``known`` tells which of its keys validated."""
         return []
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """``password_file``, ``token_file``: the secret read from a file (firegate/secrets.py)."""
+        names = [n for n in cls.model_fields if n + FILE_SUFFIX in cls.model_fields]
+        return secret_from_files(data, names) if names else data
+
     @model_validator(mode="after")
     def _rules(self) -> _Section:
         if not _rules_deferred.get():
-            raise_problems(self._problems(ALL_KNOWN))
+            raise_problems(self._problems(ALL_KNOWN) + self._secret_problems())
         return self
+
+    def _secret_problems(self) -> list[Problem]:
+        names = [n for n in type(self).model_fields if n + FILE_SUFFIX in type(self).model_fields]
+        why = "is set in clear and as {0}_file: give the secret one way"
+        return [(n, why.format(n), MISSING) for n in conflicts(self, names)]
 
 
 # ---------------------------------------------------------------------------
@@ -394,7 +413,12 @@ class Nats(_Section):
     tls_key: OptFile = None
     user: OptStr = None
     password: OptSecret = None
+    password_file: OptFile = None
     token: OptSecret = None
+    token_file: OptFile = None
+    # the subject token of this client's reply inboxes (default _INBOX): a user per role with an
+    # inbox of its own (_INBOX_gateway) cannot read the replies meant for the others
+    inbox_prefix: Annotated[Token | None, BeforeValidator(_blank_to_none)] = None
     connect_timeout: Seconds = 5.0
     embedded_port: Annotated[int, Field(ge=1, le=65535)] = 4223
     embedded_max_mem: Size = parse_size("256M")
@@ -428,14 +452,51 @@ class Nats(_Section):
         return problems
 
 
+RECORD_DAYS = 365  # GB 50440: at least a year of alarm records
+
+
 class Bus(_Section):
     stream: Token = "FIRE"
     replicas: Annotated[int | None, Field(ge=1, le=5)] = None
     duplicate_window: Annotated[Seconds, AfterValidator(_covers_retransmission)] = 120.0
     max_age_days: Positive = 400.0
     max_bytes: Size = parse_size("50G")
+    # telemetry (fire.telemetry: analog samples, device info) has a stream and a
+    # window of its own, so that it can never evict a record (firegate/bus/retention.py)
+    telemetry_stream: Token = "FIRE_TELEMETRY"
+    telemetry_max_age_days: Positive = 30.0
+    # None: a fifth of max_bytes (see telemetry_bytes)
+    telemetry_max_bytes: Annotated[Size | None, BeforeValidator(_blank_to_none)] = None
     publish_retry: Seconds = 3.0
     spool_max_bytes: Size = parse_size("1G")
+
+    @property
+    def telemetry_bytes(self) -> int:
+        """The telemetry stream's max_bytes: as set, else a fifth of the records' max_bytes."""
+        if self.telemetry_max_bytes is not None:
+            return self.telemetry_max_bytes
+        return max(self.max_bytes // 5, 1)
+
+    def _problems(self, known: Known) -> list[Problem]:
+        problems = super()._problems(known)
+        if known("max_age_days") and self.max_age_days < RECORD_DAYS:
+            why = f"must be at least {RECORD_DAYS} days: GB 50440 asks a year of alarm records"
+            problems.append(("max_age_days", why, self.max_age_days))
+        if known("stream", "telemetry_stream") and self.stream == self.telemetry_stream:
+            problems.append(("telemetry_stream", "must differ from bus.stream", self.telemetry_stream))
+        days, telemetry_days = self.max_age_days, self.telemetry_max_age_days
+        if known("max_age_days", "telemetry_max_age_days") and telemetry_days > days:
+            if _rather(self, known, "max_age_days", "telemetry_max_age_days"):
+                why = f"must be at least bus.telemetry_max_age_days ({telemetry_days:g})"
+                problems.append(("max_age_days", why, days))
+            else:
+                why = f"must not exceed bus.max_age_days ({days:g}): records are kept longer"
+                problems.append(("telemetry_max_age_days", why, telemetry_days))
+        window = self.duplicate_window
+        if known("duplicate_window", "telemetry_max_age_days") and telemetry_days * 86400 < window:
+            why = f"must cover bus.duplicate_window ({window:g} s)"
+            problems.append(("telemetry_max_age_days", why, telemetry_days))
+        return problems
 
 
 class GB26875(_Section):
@@ -528,6 +589,7 @@ class Dispatch119(_Client):
     # one URL, or a comma-separated list: each endpoint gets every confirmed fire
     url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_http_urls)] = None
     token: OptSecret = None
+    token_file: OptFile = None
 
     @property
     def urls(self) -> list[str]:
@@ -556,6 +618,7 @@ class MqttDestination(_FaultFilter):
     topic_prefix: Annotated[str, AfterValidator(_topic_prefix)] = "firegate"
     username: OptStr = None
     password: OptSecret = None
+    password_file: OptFile = None
 
     def _problems(self, known: Known) -> list[Problem]:
         problems = super()._problems(known)
@@ -568,11 +631,144 @@ class MqttDestination(_FaultFilter):
 class WebhookDestination(_FaultFilter):
     url: Annotated[str, AfterValidator(_http_url)]
     token: OptSecret = None
+    token_file: OptFile = None
 
 
 class Faults(_Section):
     mqtt: list[MqttDestination] = Field(default_factory=list)
     webhooks: list[WebhookDestination] = Field(default_factory=list)
+
+
+# -- sensors: IoT sensors over MQTT (firegate/gateway/sensors) ---------------------------
+
+
+def _topic_filter(value: str) -> str:
+    levels = value.split("/")
+    if not value or "\x00" in value:
+        raise ValueError("must be a non-empty MQTT topic filter without NUL")
+    last = len(levels) - 1
+    if any(("#" in v and (v != "#" or i != last)) or ("+" in v and v != "+") for i, v in enumerate(levels)):
+        raise ValueError("'#' only as the whole last level, '+' only as a whole level")
+    return value
+
+
+Quantity = Literal["pressure", "level", "temperature", "current", "voltage", "gas", "flow", "count"]
+
+
+class SensorThreshold(_Section):
+    """A limit on a kind of point: beyond ``low``/``high`` for ``min_duration`` s of the sensor's
+    time raises; back past the limit by ``hysteresis`` clears."""
+
+    unit: str  # the unit low, high and hysteresis are written in (kPa, MPa, m, mA, °C...)
+    low: float | None = None
+    high: float | None = None
+    hysteresis: Annotated[float, Field(ge=0)] = 0.0
+    min_duration: Annotated[float, Field(ge=0)] = 0.0
+    # alarm: the fire bit, where the standard makes it one (an electrical fire monitor's alarm)
+    raises: Literal["fault", "alarm", "supervisory"] = "fault"
+
+    def check(self, known: Known) -> list[Problem]:
+        """Rules across this entry's keys, run by `Sensors` (the rules walk lists, not mappings)."""
+        from firegate.gateway.sensors.units import quantity_of  # light: a table
+
+        problems: list[Problem] = []
+        if known("low", "high") and self.low is None and self.high is None:
+            problems.append(("low", "give low, high or both", MISSING))
+        if known("low", "high") and self.low is not None and self.high is not None and self.low >= self.high:
+            problems.append(("low", f"must be below high ({self.high:g})", self.low))
+        if known("unit") and quantity_of(self.unit) is None:
+            why = "unknown unit (kPa, MPa, bar, m, cm, mm, °C, A, mA, V, %LEL, L/s...)"
+            problems.append(("unit", why, self.unit))
+        return problems
+
+
+class SensorPoint(_Section):
+    """Where a sensor's point sits in the standard's terms, and what judges it."""
+
+    point: str = "*"  # the codec's name for it (pressure, smoke, ch1); * for any
+    device: Token | None = None  # only this sensor; none: every sensor of the source
+    quantity: Quantity | None = None  # none: from the sample's unit
+    threshold: OptStr = None  # a name under sensors.thresholds
+    system_type: Annotated[int, Field(ge=0, le=255)] = 1
+    system_address: Annotated[int, Field(ge=0, le=255)] = 0
+    component_type: Annotated[int, Field(ge=0, le=255)] = 0
+    component_address: Annotated[int, Field(ge=0, lt=1 << 32)] = 0
+    description: Annotated[str, Field(max_length=15)] = ""  # 31 bytes of GB18030
+    fire_flags: list[str] = Field(default_factory=lambda: ["fire", "smoke"])
+    fault_flags: list[str] = Field(default_factory=lambda: ["fault", "sensor_fault", "hardware_fault"])
+
+
+class SensorSource(_Section):
+    name: Token
+    url: Annotated[str, AfterValidator(_mqtt_url)]
+    username: OptStr = None
+    password: OptSecret = None
+    password_file: OptFile = None
+    tls_ca: OptFile = None
+    tls_cert: OptFile = None
+    tls_key: OptFile = None
+    client_id: OptStr = None  # fixed, for the persistent session; default firegate-sensors-<name>
+    topics: Annotated[list[Annotated[str, AfterValidator(_topic_filter)]], Field(min_length=1)]
+    codec: str
+    codec_options: dict[str, Any] = Field(default_factory=dict)
+    device_topic_level: int | None = None  # topic.split('/')[n] is the device id; none: the payload's
+    site_topic_level: int | None = None
+    site: Token | None = None  # when neither the registry nor the topic says
+    report_interval: Seconds = 600.0  # silent longer: offline (a link fault)
+    will_topics: list[Annotated[str, AfterValidator(_topic_filter)]] = Field(default_factory=list)
+    points: list[SensorPoint] = Field(default_factory=list)
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 60
+    timeout: Seconds = 10.0
+    backoff_initial: Seconds = 1.0
+    backoff_max: Seconds = 30.0
+
+    def _problems(self, known: Known) -> list[Problem]:
+        problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key, known)
+        given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None and known(k)]
+        if given and known("url") and not self.url.startswith("mqtts://"):
+            problems.append((given[0], "TLS settings need an mqtts:// url", MISSING))
+        if known("codec", "codec_options"):
+            from firegate.codecs.registry import UnknownCodec, discover
+
+            try:
+                discover().message_codec(self.codec, self.codec_options)
+            except UnknownCodec as e:
+                problems.append(("codec", str(e), self.codec))
+            except (ValueError, TypeError, KeyError) as e:
+                problems.append(("codec_options", f"not accepted by codec {self.codec!r}: {e}", MISSING))
+        return problems
+
+
+class Sensors(_Section):
+    sources: list[SensorSource] = Field(default_factory=list)
+    thresholds: dict[str, SensorThreshold] = Field(default_factory=dict)
+
+    def _problems(self, known: Known) -> list[Problem]:
+        from firegate.gateway.sensors.units import QUANTITIES, quantity_of
+
+        problems: list[Problem] = []
+        for limit, threshold in self.thresholds.items():
+            if known(f"thresholds.{limit}"):
+                entry = known.at("thresholds", limit)
+                problems += [(f"thresholds.{limit}.{k}", why, v) for k, why, v in threshold.check(entry)]
+        names: set[str] = set()
+        for i, source in enumerate(self.sources):
+            if source is None or known.at("sources").lost(str(i)):
+                continue
+            if known(f"sources.{i}.name") and source.name in names:
+                problems.append((f"sources.{i}.name", "two sources have this name", source.name))
+            names.add(source.name)
+            for j, point in enumerate(source.points):
+                key = f"sources.{i}.points.{j}.threshold"
+                name = point.threshold if point is not None and known(key, "thresholds") else None
+                if name and name not in self.thresholds:
+                    problems.append((key, "no such name under sensors.thresholds", name))
+                elif name and point.quantity is not None:
+                    judged = quantity_of(self.thresholds[name].unit)
+                    if judged is not None and judged is not QUANTITIES[point.quantity]:
+                        why = f"is {point.quantity}, but its threshold judges {judged.name}"
+                        problems.append((f"sources.{i}.points.{j}.quantity", why, point.quantity))
+        return problems
 
 
 class AutoConfirm(_Section):
@@ -645,10 +841,12 @@ class Settings(BaseSettings):
     dispatch119: Dispatch119 = Field(default_factory=Dispatch119)
     center: Center = Field(default_factory=Center)
     faults: Faults = Field(default_factory=Faults)
+    sensors: Sensors = Field(default_factory=Sensors)
     alarms: Alarms = Field(default_factory=Alarms)
     roles: list[Role] = Field(default_factory=lambda: list(ROLES), min_length=1)
     log: Log = Field(default_factory=Log)
     sites: OptFile = None
+    panels: Panels = Field(default_factory=list)  # serial lines (firegate/gateway/serial)
 
     @classmethod
     def settings_customise_sources(
@@ -695,15 +893,21 @@ class Settings(BaseSettings):
         if embedded and known("bus.replicas") and self.bus.replicas not in (None, 1):
             why = "the embedded nats-server is one node: use 1, or set nats.url to a cluster"
             problems.append(("bus.replicas", why, self.bus.replicas))
-        if embedded and known("bus.max_bytes", "nats.embedded_max_file"):
-            max_bytes, max_file = self.bus.max_bytes, self.nats.embedded_max_file
+        if embedded and known("bus.max_bytes", "bus.telemetry_max_bytes", "nats.embedded_max_file"):
+            # the embedded server's store holds both streams (records and telemetry)
+            records, telemetry = self.bus.max_bytes, self.bus.telemetry_bytes
+            max_bytes, max_file = records + telemetry, self.nats.embedded_max_file
             if max_bytes > max_file:
-                if _rather(self, known, "nats.embedded_max_file", "bus.max_bytes"):
-                    why = f"must be at least bus.max_bytes ({max_bytes} bytes): the embedded server stores it"
+                both = f"bus.max_bytes + bus.telemetry_max_bytes ({records} + {telemetry} bytes)"
+                bus_key = max(
+                    ("bus.max_bytes", "bus.telemetry_max_bytes"), key=lambda k: _given(self, known, k)
+                )
+                if _rather(self, known, "nats.embedded_max_file", bus_key):
+                    why = f"must be at least {both}: the embedded server stores them"
                     problems.append(("nats.embedded_max_file", why, max_file))
                 else:
-                    why = f"exceeds nats.embedded_max_file ({max_file} bytes)"
-                    problems.append(("bus.max_bytes", why, max_bytes))
+                    why = f"with the other stream, exceeds nats.embedded_max_file ({max_file} bytes): {both}"
+                    problems.append((bus_key, why, records if bus_key == "bus.max_bytes" else telemetry))
         if known("alarms.catch_up", "alarms.retention") and self.alarms.catch_up > self.alarms.retention:
             if _rather(self, known, "alarms.retention", "alarms.catch_up"):
                 why = f"must be at least alarms.catch_up ({self.alarms.catch_up:g} s)"
@@ -749,6 +953,8 @@ def _rule_problems(obj: BaseModel, known: Known) -> list[Item]:
     items: list[Item] = []
     if isinstance(obj, _Section | Settings):
         items += [((*known.base, *key.split(".")), why, value) for key, why, value in obj._problems(known)]
+    if isinstance(obj, _Section):
+        items += [((*known.base, key), why, value) for key, why, value in obj._secret_problems()]
     for name in type(obj).model_fields:
         if known.lost(name):
             continue
@@ -1000,6 +1206,10 @@ def config_check(path: str | Path | None = None) -> int:
                 SiteRegistry.load(settings.sites)
             except ConfigError as e:
                 problems += e.problems
+        if settings is not None and settings.panels and known("panels"):
+            from firegate.gateway.serial.dialects import dialect_problems  # loads the codec plugins
+
+            problems += dialect_problems(settings.panels)
     except Exception as e:  # the contract is "never a traceback", even for our own bugs
         what = path if path is not None else "defaults and environment"
         print(f"{what}: cannot check the configuration: {type(e).__name__}: {e}", file=sys.stderr)

@@ -113,3 +113,14 @@ class SpoolRecordError(SpoolError, ValueError):
 
 class SpoolClosedError(SpoolError):
     """The spool was used after close()."""
+
+
+class StreamInfoError(BusError):
+    """A stream's size and age could not be read (for the retention metrics)."""
+
+    def __init__(self, stream: str, reason: str, detail: str = "") -> None:
+        self.stream = stream
+        self.reason = reason  # timeout, not_found, disconnected, api_error
+        self.detail = detail
+        tail = f": {detail}" if detail else ""
+        super().__init__(f"stream {stream}: no info, {reason}{tail}")

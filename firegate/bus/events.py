@@ -20,7 +20,7 @@ SCHEMA_VERSION = 1
 # event stored by an older firegate is read back; a time firegate took itself is UTC.
 DeviceTime = Annotated[datetime, AfterValidator(device_time)]
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
-Kind = Literal["alarm", "fault", "status", "operation", "device", "confirmed", "dismissed"]
+Kind = Literal["alarm", "fault", "status", "telemetry", "operation", "device", "confirmed", "dismissed"]
 
 
 def event_id(device: str, type_flag: int, object_bytes: bytes, suffix: str) -> str:
@@ -108,7 +108,7 @@ class StatusChanged(Envelope):
 
 
 class AnalogReading(Envelope):
-    kind: Literal["status"] = "status"
+    kind: Literal["telemetry"] = "telemetry"
     type: Literal["analog_value"] = "analog_value"
     point: Point
     analog_type: int
@@ -131,7 +131,7 @@ class Operation(Envelope):
 class DeviceInfo(Envelope):
     """Versions, configuration and clocks the device uploaded or returned to a read."""
 
-    kind: Literal["status"] = "status"
+    kind: Literal["telemetry"] = "telemetry"
     type: Literal["device_info"] = "device_info"
     info_type: int
     info_type_name: str
@@ -265,6 +265,11 @@ class IncidentReport(BaseModel):
     first_alarm_at: UtcTime = Field(description="when firegate received the incident's first alarm (UTC)")
     confirmed_at: UtcTime = Field(description="when the incident was confirmed (UTC); the same in updates")
     confirmed_by: str = Field(description="the operator, or policy:<name>")
+    confirmed_by_user: str | None = Field(
+        None,
+        description="the NATS user that sent the confirmation, as `<account>/<user>`, attested by the NATS "
+        "server; null for a policy, or where the server attests none (docs/operator-guide.md)",
+    )
     confirmation: Confirmation
     note: str | None = None
     test: bool = Field(
@@ -301,6 +306,10 @@ class FireDismissed(Envelope):
     alarm_ids: list[str]
     reason: Literal["false", "test", "duplicate"]
     dismissed_by: str = Field(description="the operator, or policy:<name>")
+    dismissed_by_user: str | None = Field(
+        None,
+        description="the NATS user that sent the dismissal (`<account>/<user>`), attested by the NATS server",
+    )
     merged_into: str | None = Field(None, description="duplicate: the alarm it repeats")
     after_s: float = Field(description="time from the incident's first alarm to this decision")
     note: str | None = None

@@ -32,6 +32,7 @@ from nats.js.kv import KeyValue
 
 from firegate.bus import metrics
 from firegate.bus.errors import NatsConnectError, PublishError, StreamConfigError
+from firegate.bus.permissions import Identity, PermissionViolation, identity, refusals
 
 if TYPE_CHECKING:
     from firegate.config import Nats
@@ -61,13 +62,26 @@ _ERR_STREAM_NAME_IN_USE: Final = 10058
 class _ConnectionLog:
     """Connection callbacks that log one line per change, not one traceback per retry."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, who: Identity | None = None) -> None:
         self.name = name
+        self.who = who or Identity("nats.user", "")  # the user and its setting, for permission errors
         self.nc: NATS | None = None
+        self._refused: set[tuple[str, str]] = set()  # each refused subject is logged once
         self._last_error = ""
         self.last_exception: Exception | None = None  # why the first connect keeps failing
 
     async def error(self, e: Exception) -> None:
+        violation = PermissionViolation.parse(e)
+        if violation is not None:
+            metrics.nats_permission_errors[violation.operation].inc()
+            refusals.record(violation, self.who)
+            key = (violation.operation, violation.subject)
+            if key not in self._refused:
+                self._refused.add(key)
+                log.error("NATS (%s): %s; what needs it is retried, and not ready meanwhile",
+                          self.name, violation.explain(str(self.who)),
+                          extra={"subject": violation.subject, "operation": violation.operation})
+            return
         # A reset or timeout after a refusal (auth, TLS) must not hide the refusal.
         plain = isinstance(e, (ConnectionError, TimeoutError, EOFError)) and not isinstance(e, ssl.SSLError)
         if not plain or self.last_exception is None:
@@ -108,6 +122,7 @@ async def connect(
     user: str | None = None,
     password: str | None = None,
     token: str | None = None,
+    inbox_prefix: str | None = None,
     connect_timeout: float = 10.0,
     attempt_timeout: int = 2,
     reconnect_time_wait: float = 1.0,
@@ -124,7 +139,7 @@ async def connect(
     servers = split_urls(urls)
     if not servers:
         raise NatsConnectError([], connect_timeout, ValueError("no NATS URL given"))
-    state = _ConnectionLog(name)
+    state = _ConnectionLog(name, identity(user, creds, token is not None))
     nc = NATS()
     state.nc = nc
     options: dict[str, Any] = {}
@@ -138,6 +153,8 @@ async def connect(
         options["password"] = password
     if token is not None:
         options["token"] = token
+    if inbox_prefix is not None:
+        options["inbox_prefix"] = inbox_prefix
     try:
         async with asyncio.timeout(connect_timeout):
             await nc.connect(
@@ -212,7 +229,9 @@ async def _close_quietly(nc: NATS) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    """What firegate asks of the FIRE stream; other settings are left as found."""
+    """What firegate asks of one stream; other settings are left as found. The defaults are one
+    stream over every event, as before separate retention (tests, benches): firegate itself
+    stores records and telemetry apart (`firegate.bus.retention.StreamLayout`)."""
 
     name: str = "FIRE"
     subjects: tuple[str, ...] = ("fire.>",)

@@ -87,3 +87,47 @@ _spool_replayed_total = Counter(
 spool_replayed: Final = {r: _spool_replayed_total.labels(result=r) for r in ("stored", "duplicate")}
 
 nats_connected: Final = Gauge("firegate_nats_connected", "1 while the NATS client is connected, else 0.")
+
+# -- retention: what each stream holds against its limits (refreshed from stream info) ------------
+
+STREAM_INFO_FAILURES: Final = ("timeout", "not_found", "disconnected", "api_error")
+
+stream_bytes: Final = Gauge(
+    "firegate_stream_bytes",
+    "Bytes a JetStream stream holds now, by stream (FIRE: records, FIRE_TELEMETRY).",
+    ["stream"],
+)
+stream_limit_bytes: Final = Gauge(
+    "firegate_stream_limit_bytes",
+    "A stream's max_bytes, by stream (-1: no limit of its own). Past it, its oldest messages are discarded.",
+    ["stream"],
+)
+stream_messages: Final = Gauge(
+    "firegate_stream_messages", "Messages a stream holds now, by stream.", ["stream"]
+)
+stream_oldest_age: Final = Gauge(
+    "firegate_stream_oldest_age_seconds",
+    "Age of the oldest message a stream holds (0 when empty), by stream: the window it really keeps.",
+    ["stream"],
+)
+stream_max_age: Final = Gauge(
+    "firegate_stream_max_age_seconds", "A stream's max_age: the window it should keep, by stream.", ["stream"]
+)
+_stream_info_failures_total = Counter(
+    "firegate_stream_info_failures_total",
+    "Stream info requests for the retention metrics that failed, by reason (the gauges then keep "
+    "their last values).",
+    ["reason"],
+)
+stream_info_failures: Final = {r: _stream_info_failures_total.labels(reason=r) for r in STREAM_INFO_FAILURES}
+
+PERMISSION_OPERATIONS: Final = ("publish", "subscribe")
+_nats_permission_errors_total = Counter(
+    "firegate_nats_permission_errors_total",
+    "Publishes and subscriptions the NATS server refused for want of permission, by operation "
+    "(firegate/bus/permissions.py).",
+    ["operation"],
+)
+nats_permission_errors: Final = {
+    op: _nats_permission_errors_total.labels(operation=op) for op in PERMISSION_OPERATIONS
+}

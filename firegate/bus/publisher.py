@@ -25,6 +25,7 @@ from firegate.aio import stop_if_cancelled
 from firegate.bus import metrics
 from firegate.bus.errors import BusError, PublishError, SpoolFullError
 from firegate.bus.jetstream import MAX_BATCH, AckMux, PubAck
+from firegate.bus.retention import Store, store_of
 from firegate.bus.spool import Record, Spool, SpoolBatch
 from firegate.ops.logging import Throttle
 
@@ -184,7 +185,8 @@ class Publisher:
     async def _send_grouped(
         self, records: Sequence[Record], ack_timeout: float
     ) -> list[PubAck | PublishError]:
-        """Send records as atomic batches (one synchronous write each on the server). A msg id
+        """Send records as atomic batches (one synchronous write each on the server), each batch
+        within one stream (`store_of`: a batch over two streams is never committed). A msg id
         this publisher stored lately, or one twice in the same call, is a duplicate without
         asking: the server would refuse the whole batch for it."""
         results: list[PubAck | PublishError | None] = [None] * len(records)
@@ -196,17 +198,30 @@ class Publisher:
             else:
                 seen.add(r.msg_id)
                 fresh.append(i)
-        todo = [records[i] for i in fresh]
-        if len(todo) < 2 or not self._batching:
-            sent = await self._send_all(todo, ack_timeout)
-        else:
-            chunks = [todo[i : i + MAX_BATCH] for i in range(0, len(todo), MAX_BATCH)]
-            parts = await asyncio.gather(*(self._send_batch(chunk, ack_timeout) for chunk in chunks))
-            sent = [result for part in parts for result in part]
-        if len(todo) < 2 or not self._batching:
+        if len(fresh) < 2 or not self._batching:
+            sent = await self._send_all([records[i] for i in fresh], ack_timeout)
             metrics.store_writes["stream"].inc(sum(isinstance(r, PubAck) for r in sent))
+            done = list(zip(fresh, sent, strict=True))
+        else:
+            # an atomic batch is stored by one stream: records and telemetry are batched apart
+            by_store: dict[Store, list[int]] = {}
+            for i in fresh:
+                by_store.setdefault(store_of(records[i].subject), []).append(i)
+            chunks = [
+                indexes[n : n + MAX_BATCH]
+                for indexes in by_store.values()
+                for n in range(0, len(indexes), MAX_BATCH)
+            ]
+            parts = await asyncio.gather(
+                *(self._send_batch([records[i] for i in chunk], ack_timeout) for chunk in chunks)
+            )
+            done = [
+                pair
+                for chunk, part in zip(chunks, parts, strict=True)
+                for pair in zip(chunk, part, strict=True)
+            ]
         now = asyncio.get_running_loop().time()
-        for i, result in zip(fresh, sent, strict=True):
+        for i, result in done:
             results[i] = result
             if isinstance(result, PubAck):
                 self._remember(records[i].msg_id, now)
@@ -218,7 +233,9 @@ class Publisher:
         is simply acked as one; refused because the stream (or the server) has no atomic
         batches, batching stops for good."""
         if len(chunk) < 2 or not self._batching:
-            return await self._send_all(chunk, ack_timeout)
+            alone = await self._send_all(chunk, ack_timeout)
+            metrics.store_writes["stream"].inc(sum(isinstance(r, PubAck) for r in alone))
+            return alone
         async with self._batch_slots:  # many batches interleaved make the server refuse some
             try:
                 result: PubAck | PublishError = await (

@@ -1,4 +1,5 @@
-"""Versioned JSON Schemas and the AsyncAPI document for firegate's events (design.md "Contracts").
+"""Versioned JSON Schemas and the AsyncAPI document for firegate's events: the contract
+subscribers build against.
 
 `firegate schema [--out DIR] [--check]` writes them (default ``docs/schemas``) from the pydantic
 models in `firegate.bus.events`, so the published contract cannot drift from the code:
@@ -11,8 +12,9 @@ models in `firegate.bus.events`, so the published contract cannot drift from the
 * ``incident.json``: the body firegate POSTs to the 119 dispatch system (`IncidentReport`,
   ``firegate.incident/1``; also the ``incident`` of a ``fire_confirmed`` event);
 * ``asyncapi.json``: AsyncAPI 3.0 for the subjects ``fire.<kind>.{device}`` (JetStream
-  stream FIRE, ``Nats-Msg-Id`` = event id) and the request/reply ``firegate.cmd.{device}.{action}``
-  (device commands) and ``firegate.alarm.{action}`` (the alarm lifecycle's API).
+  stream FIRE for records, FIRE_TELEMETRY for ``fire.telemetry``; ``Nats-Msg-Id`` = event id) and
+  the request/reply ``firegate.cmd.{device}.{action}`` (device commands) and
+  ``firegate.alarm.{action}`` (the alarm lifecycle's API).
 
 The schemas describe what firegate publishes, with two deliberate departures from a plain
 ``model_json_schema()``: objects do not forbid unknown properties (adding an optional field is
@@ -40,7 +42,8 @@ from firegate.bus.events import (
     IncidentReport,
     Kind,
 )
-from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings
+from firegate.bus.jetstream import MSG_ID_HEADER
+from firegate.bus.retention import StreamLayout, store_of
 
 __all__ = [
     "ALARM_ACTIONS",
@@ -91,7 +94,8 @@ _LOCAL_TIME_FIELDS: Final = frozenset({"occurred_at"})
 _KIND_NOTES: Final[dict[str, str]] = {
     "alarm": "Fire alarms as the device reported them (unconfirmed).",
     "fault": "Faults raised and cleared (edge-detected per point).",
-    "status": "Other status changes, analog readings and device information.",
+    "status": "Other status changes of the facilities (facility-status records).",
+    "telemetry": "Analog readings and device information (versions, configuration, clocks).",
     "operation": "Operations on the monitored facilities and on the UITD.",
     "device": "Device online/offline and duty-check (查岗) results.",
     "confirmed": "Confirmed fires (the alarm lifecycle's outcome; what the 119 side receives).",
@@ -316,14 +320,24 @@ def _payload(file: str) -> dict[str, Any]:
     return {"schemaFormat": SCHEMA_FORMAT, "schema": {"$ref": f"./{file}"}}
 
 
+_STORE_NOTES: Final = {
+    "records": "the records: fire alarms, decisions, faults, operations and devices, kept at least "
+    "a year (`bus.max_age_days`), never evicted by telemetry",
+    "telemetry": "telemetry: status, analog samples and device information, kept a bounded window "
+    "(`bus.telemetry_max_age_days`, `bus.telemetry_max_bytes`)",
+}
+
+
 def build_asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document: event channels per kind, and device commands."""
-    stream = StreamSettings()
-    window = stream.duplicate_window
+    layout = StreamLayout.build()
+    window = layout.records.duplicate_window
     window_text = f"{window / 60:g}-minute" if window % 60 == 0 else f"{window:g}-second"
     jetstream = {
-        "stream": stream.name,
-        "subjects": list(stream.subjects),
+        "stream": layout.records.name,
+        "subjects": list(layout.records.subjects),
+        "telemetry_stream": layout.telemetry.name,
+        "telemetry_subjects": list(layout.telemetry.subjects),
         "storage": "file",
         "duplicate_window_s": window,
         "msg_id_header": MSG_ID_HEADER,
@@ -369,12 +383,13 @@ def build_asyncapi() -> dict[str, Any]:
             }
             channel_messages[name] = {"$ref": f"#/components/messages/{name}"}
         key = "site" if kind in SITE_KINDS else "device"
+        stream = layout.settings_of(f"fire.{kind}.{key}")
         channels[kind] = {
             "address": f"fire.{kind}.{{{key}}}",
             "title": f"fire.{kind}",
             "description": f"{_KIND_NOTES[kind]} Stored in JetStream stream `{stream.name}` "
-            f"(subjects `{', '.join(stream.subjects)}`); the `{MSG_ID_HEADER}` header is the event id, "
-            f"so a repeat within the stream's {window_text} duplicate window is stored once.",
+            f"({_STORE_NOTES[store_of(stream.subjects[0])]}); the `{MSG_ID_HEADER}` header is the event "
+            f"id, so a repeat within the stream's {window_text} duplicate window is stored once.",
             "parameters": {key: {"$ref": f"#/components/parameters/{key}"}},
             "messages": channel_messages,
             "x-jetstream": {"stream": stream.name},
@@ -496,8 +511,9 @@ def build_asyncapi() -> dict[str, Any]:
 _NULLABLE_STRING: Final = {"type": ["string", "null"]}
 _OPERATOR: Final = {
     "type": ["string", "null"],
-    "description": "Who decides, kept in the incident and in the event's `confirmed_by` / "
-    "`dismissed_by` (`firegate alarm` sends $FIREGATE_OPERATOR, else the login). Default `operator`.",
+    "description": "Who decides, as the requester claims it, kept in the incident and in the event's "
+    "`confirmed_by` / `dismissed_by` (`firegate alarm` sends $FIREGATE_OPERATOR, else the login). Default "
+    "`operator`. The NATS user the server attests is kept beside it (`confirmed_by_user`).",
 }
 _NOTE: Final = {"type": ["string", "null"], "description": "Free text kept with the decision."}
 _SOME_ID: Final = {
@@ -533,7 +549,11 @@ _ALARM_ROW: Final[dict[str, Any]] = {
     "component_type_zh": _NULLABLE_STRING,
     "description": _NULLABLE_STRING,
     "decided_at": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
-    "decided_by": {**_NULLABLE_STRING, "description": "The operator, or `policy:<name>`."},
+    "decided_by": {**_NULLABLE_STRING, "description": "The operator (as claimed), or `policy:<name>`."},
+    "decided_by_user": {
+        **_NULLABLE_STRING,
+        "description": "The NATS user that decided, `<account>/<user>`, as the NATS server attests it.",
+    },
     "reason": {"enum": ["false", "test", "duplicate", None]},
     "merged_into": _NULLABLE_STRING,
 }
@@ -594,6 +614,11 @@ _ALARM_API_SCHEMAS: Final[dict[str, Any]] = {
                 "description": "confirm, dismiss: it was so decided before (a retry): nothing changed.",
             },
             "decided_by": {"type": ["string", "null"], "description": "confirm, dismiss: who decided."},
+            "decided_by_user": {
+                "type": ["string", "null"],
+                "description": "confirm, dismiss: the NATS user that decided (`<account>/<user>`), "
+                "attested by the NATS server; null where it attests none.",
+            },
             "detail": {"type": "string", "description": "A sentence for people."},
             "alarms": {"type": "array", "items": {"$ref": "#/components/schemas/alarm_row"}},
             "total": {"type": "integer", "description": "list: rows matching before `limit`."},
@@ -781,6 +806,7 @@ _INCIDENT_UPDATE_1: Final[dict[str, Any]] = {
     "first_alarm_at": "2024-05-17T00:30:12.418000Z",
     "confirmed_at": "2024-05-17T00:30:50.618000Z",
     "confirmed_by": "zhang.wei",
+    "confirmed_by_user": "OPS/seat-1",
     "confirmation": "operator",
     "note": "监控画面确认 2F 东侧走廊有烟",
 }
@@ -1032,6 +1058,7 @@ _EXAMPLES: Final[tuple[dict[str, Any], ...]] = (
         "alarm_ids": ["197609.2.15ef27ccb692a2c16680.alarm"],
         "reason": "false",
         "dismissed_by": "li.na",
+        "dismissed_by_user": "OPS/seat-2",
         "after_s": 86.433,
         "note": "电话核实: 现场无火情, 探测器积尘误报",
     },

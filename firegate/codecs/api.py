@@ -23,7 +23,7 @@ loads a `LineCodec` or `MessageCodec` subclass, or a callable returning an insta
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
@@ -33,6 +33,7 @@ from firegate.codecs.gb26875 import (
     ComponentStatus,
     DataUnit,
     InfoObject,
+    SystemStatus,
     TimeTag,
     decode_data_unit,
     encode_data_unit,
@@ -40,6 +41,7 @@ from firegate.codecs.gb26875 import (
 
 __all__ = [
     "STATUS",
+    "SYSTEM_STATUS",
     "CodecError",
     "Context",
     "DefaultPoints",
@@ -69,6 +71,16 @@ STATUS = {
     "feedback": 0b1000000,
     "delay": 0b10000000,
     "power_fault": 0b100000000,
+}
+# System status bits (spec §4.1), for a whole panel: the component bits without power_fault, then these.
+SYSTEM_STATUS = {
+    **{k: v for k, v in STATUS.items() if k != "power_fault"},
+    "main_power_fault": 1 << 8,
+    "backup_power_fault": 1 << 9,
+    "bus_fault": 1 << 10,
+    "manual": 1 << 11,
+    "config_changed": 1 << 12,
+    "reset": 1 << 13,
 }
 
 
@@ -141,6 +153,13 @@ class Context:
     device: str
     points: PointTable = field(default_factory=DefaultPoints)
     options: Mapping[str, Any] = field(default_factory=dict)  # the line's `codec_options`
+    # the device-time clock for frames that carry no time (None: now); a capture replays at a fixed one
+    clock: Callable[[], datetime] | None = None
+
+    def _tag(self, when: datetime | None) -> TimeTag:
+        if when is None and self.clock is not None:
+            when = self.clock()
+        return TimeTag.from_datetime(when) if when is not None else TimeTag.now()
 
     def component_status(
         self, address: PanelAddress, status: int, *, when: datetime | None, text: str = ""
@@ -148,7 +167,7 @@ class Context:
         """A component status (type 2) for a panel point, placed through the point table;
         ``status`` is `STATUS` bits (bit 0 set unless the panel says test mode)."""
         ref = self.points.lookup(address)
-        tag = TimeTag.from_datetime(when) if when is not None else TimeTag.now()
+        tag = self._tag(when)
         return ComponentStatus.make(
             ref.system_type,
             ref.system_address,
@@ -158,6 +177,13 @@ class Context:
             (text or ref.description)[:15],  # 31 bytes of GB18030: 15 CJK characters fit
             tag,
         )
+
+    def system_status(self, controller: int, status: int, *, when: datetime | None) -> SystemStatus:
+        """A system status (type 1) for a whole panel (power faults, reset), placed through the
+        point table's entry for the controller (loop 0, point 0); ``status`` is `SYSTEM_STATUS`
+        bits."""
+        ref = self.points.lookup(PanelAddress(controller, 0, 0))
+        return SystemStatus(ref.system_type, ref.system_address, status, self._tag(when))
 
 
 class Framer(Protocol[F]):
@@ -194,6 +220,11 @@ class LineCodec(ABC, Generic[F]):
 
     def poll(self) -> bytes | None:
         """The poll / keep-alive frame sent every poll interval in poll mode."""
+        return None
+
+    @property
+    def poll_interval(self) -> float | None:
+        """The dialect's own poll period in seconds; a panel entry's `poll_interval` overrides it."""
         return None
 
     def answers_poll(self, frame: F) -> bool:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Literal
 
 from firegate.codecs.api import LineCodec, MessageCodec
@@ -79,7 +80,13 @@ class Registry:
         self.codecs[codec_name] = Installed(codec_name, kind, getattr(codec, "summary", ""), source, make)
 
     def line_codec(self, name: str) -> LineCodec[Any]:
+        """The installed line codec ``name``, or the dialect file ``name`` names (a path ending
+        .yaml or .yml: a site's own dialect, no packaging); a bad file raises ConfigError."""
         installed = self.codecs.get(name)
+        if installed is None and name.endswith((".yaml", ".yml")):
+            from firegate.codecs.declarative import load_dialect
+
+            return load_dialect(name)
         if installed is None or installed.kind != "line":
             raise UnknownCodec(name, "line", self)
         codec = installed.make()
@@ -111,16 +118,34 @@ def _loaded(ep: EntryPoint) -> Iterable[Any]:
     raise TypeError(f"{ep.value} is neither a codec nor a callable returning codecs")
 
 
-def discover(eps: Iterable[EntryPoint] | None = None) -> Registry:
-    """Every installed codec; each broken one named with its reason, logged once here."""
+def discover(eps: Iterable[EntryPoint] | None = None, *, dialect_dirs: Iterable[str | Path] = ()) -> Registry:
+    """Every installed codec, and the dialect files (*.yaml, *.yml) in ``dialect_dirs``; each
+    broken one named with its reason, logged once here."""
     registry = Registry()
+    for folder in dialect_dirs:
+        _add_dialect_files(registry, Path(folder))
     for ep in eps if eps is not None else entry_points(group=GROUP):
         source = _source(ep)
         try:
             for codec in _loaded(ep):
-                registry.add(codec, source, name=ep.name)
+                origin = getattr(codec, "source", None)  # a pack's dialect file
+                registry.add(
+                    codec, f"{source} {origin}" if isinstance(origin, str) and origin else source, ep.name
+                )
         except Exception as e:  # a plugin's bug, whatever it is, must not stop the others
             reason = f"{type(e).__name__}: {e}"
             registry.broken[ep.name] = Broken(ep.name, source, reason)
             log.error("codec plugin %r cannot be loaded (%s): %s", ep.name, source, reason)
     return registry
+
+
+def _add_dialect_files(registry: Registry, folder: Path) -> None:
+    from firegate.codecs.declarative import load_dialect
+
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            registry.add(load_dialect(path), str(path))
+        except Exception as e:  # a bad file is named like a broken plugin, the others still load
+            reason = f"{type(e).__name__}: {e}"
+            registry.broken[path.stem] = Broken(path.stem, str(path), reason)
+            log.error("dialect file %s cannot be loaded: %s", path, reason)

@@ -86,6 +86,7 @@ class AlarmRecord(BaseModel):
     status_flags: list[str] = []
     decided_at: UtcTime | None = None
     decided_by: str | None = None
+    decided_by_user: str | None = None  # the NATS user the server attested (<account>/<user>)
     reason: str | None = None
     merged_into: str | None = None
     added_in: int | None = None  # the 119 update that first carried it
@@ -166,7 +167,8 @@ class Incident(BaseModel):
     extra_alarms: int = Field(0, description="alarms beyond MAX_ALARMS, counted only")
     updates: int = Field(0, description="fire_confirmed events published so far")
     decided_at: UtcTime | None = None
-    decided_by: str | None = None
+    decided_by: str | None = None  # the operator's name as claimed, or policy:<name>
+    decided_by_user: str | None = None  # the NATS user the server attested (<account>/<user>)
     confirmation: Confirmation | None = None
     reason: DismissReason | None = None
     note: str | None = None
@@ -232,16 +234,25 @@ class Incident(BaseModel):
         note: str | None = None,
         *,
         center: CenterInfo | None = None,
+        user: str | None = None,
     ) -> list[AlarmRecord]:
         self._decidable()
         self.state, self.decided_at, self.decided_by = "confirmed", now, by
+        self.decided_by_user = user
         self.confirmation, self.note = how, note
         pending = [a for a in self.alarms if a.state == "pending"]
         self._confirm_alarms(pending, now, site, center)
         return pending
 
     def dismiss(
-        self, reason: str, by: str, now: datetime, note: str | None = None, *, seen: str | None = None
+        self,
+        reason: str,
+        by: str,
+        now: datetime,
+        note: str | None = None,
+        *,
+        seen: str | None = None,
+        user: str | None = None,
     ) -> list[AlarmRecord]:
         """Close the incident as false or test. ``seen``: the alarm the operator named; newer
         pending alarms refuse the dismissal, since nobody has looked at them yet (a real fire
@@ -264,11 +275,13 @@ class Incident(BaseModel):
                     [a.id for a in newer],
                 )
         self.state, self.decided_at, self.decided_by, self.note = "dismissed", now, by, note
+        self.decided_by_user = user
         self.reason = "false" if reason == "false" else "test"
         pending = [a for a in self.alarms if a.state == "pending"]
         for a in pending:
             a.state, a.decided_at, a.decided_by, a.reason = "dismissed", now, by, reason
-        self._dismissed_event(pending, self.reason, by, now, note=note)
+            a.decided_by_user = user
+        self._dismissed_event(pending, self.reason, by, now, note=note, user=user)
         return pending
 
     def _decidable(self) -> None:
@@ -313,6 +326,7 @@ class Incident(BaseModel):
         self.updates += 1
         for a in alarms:
             a.state, a.decided_at, a.decided_by, a.added_in = "confirmed", now, who, self.updates
+            a.decided_by_user = self.decided_by_user
         first = self.alarms[0]
         confirmed = [a for a in self.alarms if a.state == "confirmed"]
         listed = confirmed
@@ -330,6 +344,7 @@ class Incident(BaseModel):
             first_alarm_at=self.opened_at,
             confirmed_at=self.decided_at,
             confirmed_by=who,
+            confirmed_by_user=self.decided_by_user,
             confirmation=self.confirmation,
             note=self.note,
             test=self.test,
@@ -351,6 +366,7 @@ class Incident(BaseModel):
         *,
         merged_into: str | None = None,
         note: str | None = None,
+        user: str | None = None,
     ) -> None:
         first = alarms[0] if alarms else self.alarms[0]
         suffix = f"merged.{first.id}" if reason == "duplicate" else "dismissed"
@@ -360,6 +376,7 @@ class Incident(BaseModel):
                 incident_id=self.id,
                 reason=reason,
                 dismissed_by=by,
+                dismissed_by_user=user,
                 merged_into=merged_into,
                 note=note,
                 **self._envelope(first, alarms, now),
@@ -434,6 +451,7 @@ def listing(incident: Incident, alarm: AlarmRecord) -> dict[str, object]:
         "description": p.description,
         "decided_at": alarm.decided_at.isoformat().replace("+00:00", "Z") if alarm.decided_at else None,
         "decided_by": alarm.decided_by,
+        "decided_by_user": alarm.decided_by_user,
         "reason": alarm.reason,
         "merged_into": alarm.merged_into,
     }

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from firegate.aio import stop_if_cancelled
 from firegate.bus.events import CenterInfo, FireAlarm, SiteInfo, parse_event
 from firegate.bus.jetstream import MSG_ID_HEADER
+from firegate.bus.permissions import refusals
 from firegate.forwarders import api
 from firegate.forwarders import metrics as m
 from firegate.forwarders.consumer import pull_forever, subscribe
@@ -36,6 +37,7 @@ from firegate.forwarders.courier import REPLAY_FOR
 from firegate.forwarders.errors import AlarmError
 from firegate.forwarders.incident import Incident, Policy, listing, open_incident
 from firegate.forwarders.precedence import Precedence
+from firegate.forwarders.requester import attested_user
 from firegate.forwarders.store import AlarmStore, Conflict
 from firegate.forwarders.supervise import restarting
 
@@ -68,8 +70,12 @@ class Lifecycle:
         catch_up: float = 600.0,
         precedence: Precedence | None = None,
         center: CenterInfo | None = None,
+        attest: bool = True,
     ) -> None:
         self.nc = nc
+        # record the requester the NATS server attests (Nats-Request-Info); off on the embedded
+        # server, where any local client could write that header itself
+        self.attest = attest
         self.center = center or CenterInfo()  # in every 119 body: who sends it
         self.precedence = precedence or Precedence()  # shared with the process's other consumers
         self.js = nc.jetstream()
@@ -86,7 +92,8 @@ class Lifecycle:
         self.catch_up = catch_up
         self.view: dict[str, Incident] = {}  # every retained incident, kept current by a KV watch
         self.view_ready = asyncio.Event()
-        self.ready = asyncio.Event()  # consuming and answering
+        self.ready = asyncio.Event()  # consuming alarms
+        self.answering = asyncio.Event()  # serving the alarm API
 
     # -- the service
 
@@ -98,6 +105,14 @@ class Lifecycle:
             tg.create_task(restarting("alarm lifecycle API", self._serve_api, self._failed("api")))
             tg.create_task(restarting("alarm lifecycle consumer", self._consume, self._failed("consumer")))
             tg.create_task(restarting("alarm lifecycle ticker", self._ticker, self._failed("ticker")))
+
+    def readiness(self) -> tuple[bool, str]:
+        """The alarm_lifecycle check: consuming alarms and answering operators."""
+        if self.ready.is_set() and self.answering.is_set():
+            return True, "consuming and answering"
+        if self.ready.is_set():
+            return False, "consuming, but the alarm API is not served (see the log)"
+        return False, "starting"
 
     @staticmethod
     def _failed(what: str) -> Callable[[], None]:
@@ -302,6 +317,7 @@ class Lifecycle:
         note: str | None,
         now: datetime,
         seen: str | None = None,
+        user: str | None = None,
     ) -> tuple[Incident, bool]:
         """Apply a decision; (incident, False) if it was already so decided (idempotent: an
         operator retrying after a lost answer succeeds). The answer comes once the decision is
@@ -310,9 +326,11 @@ class Lifecycle:
 
         def change(incident: Incident) -> None:
             if state == "confirmed":
-                incident.confirm(by, how, now, self.site_info(incident.site), note, center=self.center)
+                incident.confirm(
+                    by, how, now, self.site_info(incident.site), note, center=self.center, user=user
+                )
             else:
-                incident.dismiss(reason or "", by, now, note, seen=seen)
+                incident.dismiss(reason or "", by, now, note, seen=seen, user=user)
 
         try:
             incident = await self._change(incident_id, change)
@@ -326,8 +344,8 @@ class Lifecycle:
         m.alarm_transitions.labels(state=incident.state, how=how).inc()
         m.alarm_decision_seconds.labels(how=how).observe((now - incident.opened_at).total_seconds())
         level = logging.WARNING if incident.state == "confirmed" else logging.INFO
-        log.log(level, "incident %s %s by %s%s", incident.id, incident.state, by,
-                f" as {reason}" if reason else "")
+        log.log(level, "incident %s %s by %s%s%s", incident.id, incident.state, by,
+                f" (NATS user {user})" if user else "", f" as {reason}" if reason else "")
         try:
             await self._flush(incident.id)
         except (TimeoutError, nats.errors.Error, Conflict) as e:
@@ -345,19 +363,22 @@ class Lifecycle:
             raise AlarmError("unknown", f"no alarm or incident {some_id}", some_id)
         return incident_id
 
-    async def confirm(self, some_id: str, operator: str, note: str | None = None) -> tuple[Incident, bool]:
-        """Confirm the incident of an alarm (or an incident by id): a real fire, to 119."""
+    async def confirm(
+        self, some_id: str, operator: str, note: str | None = None, *, user: str | None = None
+    ) -> tuple[Incident, bool]:
+        """Confirm the incident of an alarm (or an incident by id): a real fire, to 119.
+        ``operator`` is the name the requester claims, ``user`` the NATS user the server attests."""
         incident_id = await self._incident_for(some_id)
-        return await self._decide(incident_id, operator, "confirmed", None, note, _now())
+        return await self._decide(incident_id, operator, "confirmed", None, note, _now(), user=user)
 
     async def dismiss(
-        self, some_id: str, reason: str, operator: str, note: str | None = None
+        self, some_id: str, reason: str, operator: str, note: str | None = None, *, user: str | None = None
     ) -> tuple[Incident, bool]:
         """Dismiss the incident of an alarm, refused if newer alarms arrived since that alarm;
         by incident id, the whole incident."""
         incident_id = await self._incident_for(some_id)
         seen = None if some_id == incident_id else some_id
-        return await self._decide(incident_id, operator, "dismissed", reason, note, _now(), seen)
+        return await self._decide(incident_id, operator, "dismissed", reason, note, _now(), seen, user)
 
     def rows(self, state: str | None = None, site: str | None = None) -> list[dict[str, object]]:
         out = [
@@ -459,14 +480,19 @@ class Lifecycle:
             async with asyncio.TaskGroup() as tg:
                 for _ in range(API_WORKERS):
                     tg.create_task(worker())
-                for action in api.ACTIONS:
-                    subs.append(
-                        await self.nc.subscribe(f"{api.PREFIX}.{action}", queue=api.QUEUE, cb=enqueue)
-                    )
+                subjects = [f"{api.PREFIX}.{action}" for action in api.ACTIONS]
+                for subject in subjects:
+                    subs.append(await self.nc.subscribe(subject, queue=api.QUEUE, cb=enqueue))
+                # a subscription the server refused (permissions) would receive nothing, silently
+                await refusals.subscribed(self.nc, subjects)
+                self.answering.set()
                 # the body stays in the group: on 3.11 a child failing after the body has ended
                 # leaves this task cancelled for good, and `restarting` could never run it again
-                await asyncio.Event().wait()
+                while True:
+                    await asyncio.sleep(1.0)
+                    refusals.check(subjects)  # refused after all (late, or on a reconnect)
         finally:
+            self.answering.clear()
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -477,7 +503,8 @@ class Lifecycle:
             body = json.loads(msg.data or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("the request body must be a JSON object")
-            answer = await self._handle(action, body)
+            user = attested_user(msg.headers) if self.attest else None
+            answer = await self._handle(action, body, user)
         except AlarmError as e:
             answer = {"ok": False, "error": e.reason, "detail": e.detail}
         except (ValueError, TypeError) as e:
@@ -491,7 +518,7 @@ class Lifecycle:
             with contextlib.suppress(Exception):
                 await msg.respond(json.dumps(answer, ensure_ascii=False).encode())
 
-    async def _handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _handle(self, action: str, body: dict[str, Any], user: str | None = None) -> dict[str, Any]:
         if action == "list":
             rows = self.rows(body.get("state"), body.get("site"))
             limit = min(max(1, int(body.get("limit") or LIST_LIMIT)), LIST_LIMIT)
@@ -503,9 +530,10 @@ class Lifecycle:
         note = body.get("note")
         note = str(note) if note else None
         if action == "confirm":
-            incident, changed = await self.confirm(some_id, operator, note)
+            incident, changed = await self.confirm(some_id, operator, note, user=user)
         elif action == "dismiss":
-            incident, changed = await self.dismiss(some_id, str(body.get("reason") or ""), operator, note)
+            reason = str(body.get("reason") or "")
+            incident, changed = await self.dismiss(some_id, reason, operator, note, user=user)
         else:
             raise ValueError(f"unknown action {action!r}")
         return {
@@ -514,6 +542,7 @@ class Lifecycle:
             "state": incident.state,
             "already": not changed,
             "decided_by": incident.decided_by,
+            "decided_by_user": incident.decided_by_user,
             "alarms": [listing(incident, a) for a in incident.alarms],
         }
 

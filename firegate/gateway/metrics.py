@@ -15,7 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from firegate.codecs.gb26875.objects import OBJECT_CLASSES
 from firegate.codecs.gb26875.tables import READ_REPLY_TYPE, TypeFlag, name_of
 
-PROTOCOLS: Final = ("tcp", "udp")
+PROTOCOLS: Final = ("tcp", "udp", "serial")
 COMMAND_NAMES: Final = {1: "control", 2: "send_data", 3: "confirm", 4: "request", 5: "reply", 6: "deny"}
 FRAME_COMMANDS: Final = (*COMMAND_NAMES.values(), "other")
 # what a UITD uploads; a center-to-device type sent up is counted as `other`

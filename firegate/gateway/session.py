@@ -113,7 +113,9 @@ class Session(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
-        self.protocol = "udp" if isinstance(transport, DatagramPeer) else "tcp"
+        # the metrics' protocol label: a serial line's transport names itself
+        udp = isinstance(transport, DatagramPeer)
+        self.protocol = "udp" if udp else transport.get_extra_info("protocol", "tcp")
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._fields["peer"] = self.peer

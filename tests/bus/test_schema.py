@@ -22,6 +22,7 @@ from firegate.bus.events import (
 )
 from firegate.bus.jetstream import MSG_ID_HEADER, StreamSettings
 from firegate.bus.kvmemory import MemoryStatusMemory
+from firegate.bus.retention import RECORD_KINDS, RECORD_SUBJECTS
 from firegate.codecs.gb26875 import DataUnitError, parse_frame
 from firegate.ingest.normalize import Normalizer
 from tests.jsonformats import FORMATS
@@ -248,7 +249,7 @@ def test_asyncapi_has_a_channel_per_kind() -> None:
     assert ASYNCAPI["asyncapi"] == "3.0.0"
     assert ASYNCAPI["info"]["version"].startswith(f"{SCHEMA_VERSION}.")
     channels = ASYNCAPI["channels"]
-    kinds = ("alarm", "fault", "status", "operation", "device", "confirmed", "dismissed")
+    kinds = ("alarm", "fault", "status", "telemetry", "operation", "device", "confirmed", "dismissed")
     assert kinds == schema.KINDS
     for kind in kinds:
         channel = channels[kind]
@@ -257,7 +258,7 @@ def test_asyncapi_has_a_channel_per_kind() -> None:
         assert channel["address"] == f"fire.{kind}.{{{key}}}"
         assert set(channel["parameters"]) == {key}
         resolve(channel["parameters"][key]["$ref"])
-        assert channel["x-jetstream"] == {"stream": "FIRE"}
+        assert channel["x-jetstream"] == {"stream": "FIRE_TELEMETRY" if kind == "telemetry" else "FIRE"}
         assert "Nats-Msg-Id" in channel["description"]
         assert "2-minute duplicate window" in channel["description"]
         for ref in channel["messages"].values():
@@ -289,12 +290,17 @@ def test_asyncapi_stream_and_duplicate_window() -> None:
     stream = StreamSettings()
     assert ASYNCAPI["x-jetstream"] == {
         "stream": "FIRE",
-        "subjects": ["fire.>"],
+        "subjects": list(RECORD_SUBJECTS),
+        "telemetry_stream": "FIRE_TELEMETRY",
+        "telemetry_subjects": ["fire.telemetry.>"],
         "storage": "file",
         "duplicate_window_s": stream.duplicate_window,
         "msg_id_header": "Nats-Msg-Id",
     }
     assert stream.duplicate_window == 120.0
+    channels = ASYNCAPI["channels"]
+    assert channels["telemetry"]["x-jetstream"] == {"stream": "FIRE_TELEMETRY"}
+    assert {channels[k]["x-jetstream"]["stream"] for k in RECORD_KINDS} == {"FIRE"}
 
 
 def test_asyncapi_device_commands_are_request_reply() -> None:

@@ -208,8 +208,6 @@ def parse_frame(data: bytes, *, verify_checksum: bool = True, reserved_commands:
         return frame_from_bytes(data)
     error = validate(data)
     if isinstance(error, ChecksumError) and not verify_checksum:
-        if not reserved_commands and not command_is_known(data[26]):
-            raise CommandError(f"unknown command byte {data[26]}", data=data, header=_header_info(data, 0))
         return frame_from_bytes(data, checksum_ok=False)
     if isinstance(error, CommandError) and reserved_commands:
         return frame_from_bytes(data)
