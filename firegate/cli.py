@@ -295,9 +295,11 @@ def _operator() -> str:
 
 async def _cli_connect(config: str | None) -> Any:
     """A NATS client for a one-shot CLI command: the config's credentials if given, else the
-    environment's (FIREGATE_NATS__URL, __TOKEN, __USER/__PASSWORD)."""
+    environment's (FIREGATE_NATS__URL, __TOKEN[_FILE], __USER/__PASSWORD[_FILE], __CREDS_FILE,
+    __NKEY_FILE, __INBOX_PREFIX)."""
     import asyncio
     import os
+    import pathlib
 
     import nats
 
@@ -310,6 +312,8 @@ async def _cli_connect(config: str | None) -> Any:
         extra = connect_options(cfg)
         if extra["creds"] is not None:
             options["user_credentials"] = os.fspath(extra["creds"])
+        if extra["nkey"] is not None:
+            options["nkeys_seed"] = os.fspath(extra["nkey"])
         for key in ("tls", "user", "password", "token"):
             if extra[key] is not None:
                 options[key] = extra[key]
@@ -320,9 +324,19 @@ async def _cli_connect(config: str | None) -> Any:
             value = os.environ.get(f"FIREGATE_NATS__{key.upper()}")
             if value:
                 options[key] = value
-        creds = os.environ.get("FIREGATE_NATS__CREDS_FILE")
-        if creds:
-            options["user_credentials"] = creds
+        for key in ("token", "password"):  # a secret kept in a file
+            var = f"FIREGATE_NATS__{key.upper()}_FILE"
+            path = os.environ.get(var)
+            if path and key not in options:
+                try:
+                    text = await asyncio.to_thread(pathlib.Path(path).read_text, encoding="utf-8")
+                except OSError as e:
+                    raise SystemExit(f"firegate: {var}: cannot read {path}: {e.strerror}") from None
+                options[key] = text.rstrip("\r\n")
+        for var, option in (("CREDS_FILE", "user_credentials"), ("NKEY_FILE", "nkeys_seed")):
+            path = os.environ.get(f"FIREGATE_NATS__{var}")
+            if path:
+                options[option] = path
     who = f"NATS user {options['user']!r}" if options.get("user") else "these NATS credentials"
     refused: set[str] = set()
 

@@ -408,6 +408,7 @@ class _Section(BaseModel):
 class Nats(_Section):
     url: Annotated[str | None, BeforeValidator(_blank_to_none), AfterValidator(_nats_urls)] = None
     creds_file: OptFile = None
+    nkey_file: OptFile = None  # an nkey seed (SU...): the server holds only its public key
     tls_ca: OptFile = None
     tls_cert: OptFile = None
     tls_key: OptFile = None
@@ -442,12 +443,17 @@ class Nats(_Section):
         if known("user", "password") and (self.user is None) != (self.password is None):
             given, missing = ("user", "password") if self.password is None else ("password", "user")
             problems.append((given, f"user and password go together: set {missing} too, or neither", MISSING))
-        given_auth = (("user", self.user), ("token", self.token), ("creds_file", self.creds_file))
+        given_auth = (
+            ("user", self.user),
+            ("token", self.token),
+            ("creds_file", self.creds_file),
+            ("nkey_file", self.nkey_file),
+        )
         methods = [name for name, value in given_auth if value is not None and known(name)]
         if len(methods) > 1:
             both = " and ".join(methods)
             problems.append(
-                (methods[1], f"use one of user/password, token or creds_file, not {both}", MISSING)
+                (methods[1], f"use one of user/password, token, creds_file or nkey_file, not {both}", MISSING)
             )
         return problems
 

@@ -118,6 +118,7 @@ async def connect(
     name: str = "firegate",
     *,
     creds: str | os.PathLike[str] | None = None,
+    nkey: str | os.PathLike[str] | None = None,
     tls: ssl.SSLContext | None = None,
     user: str | None = None,
     password: str | None = None,
@@ -139,12 +140,14 @@ async def connect(
     servers = split_urls(urls)
     if not servers:
         raise NatsConnectError([], connect_timeout, ValueError("no NATS URL given"))
-    state = _ConnectionLog(name, identity(user, creds, token is not None))
+    state = _ConnectionLog(name, identity(user, creds, token is not None, nkey))
     nc = NATS()
     state.nc = nc
     options: dict[str, Any] = {}
     if creds is not None:
         options["user_credentials"] = os.fspath(creds)
+    if nkey is not None:
+        options["nkeys_seed"] = os.fspath(nkey)
     if tls is not None:
         options["tls"] = tls
     if user is not None:
@@ -205,10 +208,12 @@ def tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSL
 
 
 def connect_options(nats_settings: Nats) -> dict[str, Any]:
-    """The ``[nats]`` settings as keyword arguments for `connect` (creds, tls, user, password, token)."""
+    """The ``[nats]`` settings as keyword arguments for `connect` (creds, nkey, tls, user,
+    password, token)."""
     s = nats_settings
     return {
         "creds": s.creds_file,
+        "nkey": s.nkey_file,
         "tls": tls_context(s.tls_ca, s.tls_cert, s.tls_key),
         "user": s.user,
         "password": s.password.get_secret_value() if s.password is not None else None,

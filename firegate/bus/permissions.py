@@ -73,11 +73,13 @@ class Identity:
         return "a NATS client without credentials (nats.user, nats.creds_file and nats.token unset)"
 
 
-def identity(user: str | None, creds: object | None, token_set: bool) -> Identity:
+def identity(user: str | None, creds: object | None, token_set: bool, nkey: object | None = None) -> Identity:
     if user:
         return Identity("nats.user", user)
     if creds is not None:
         return Identity("nats.creds_file", str(creds))
+    if nkey is not None:
+        return Identity("nats.nkey_file", str(nkey))
     if token_set:
         return Identity("nats.token", "***")
     return Identity("nats.user", "")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -125,7 +127,14 @@ async def test_connect_options_from_settings(tmp_path: Path) -> None:
     async with nats_server_with(tmp_path, config) as port:
         url = f"nats://127.0.0.1:{port}"
         options = connect_options(Nats(url=url, user="a", password="b"))
-        assert options == {"creds": None, "tls": None, "user": "a", "password": "b", "token": None}
+        assert options == {
+            "creds": None,
+            "nkey": None,
+            "tls": None,
+            "user": "a",
+            "password": "b",
+            "token": None,
+        }
         await _connect_ok(url, **options)
         bad = connect_options(Nats(url=url, user="a", password="nope"))
         await _connect_fails(url, "Authorization Violation", **bad)
@@ -135,11 +144,59 @@ def test_connect_options_token_and_nothing() -> None:
     assert connect_options(Nats(token="t0k"))["token"] == "t0k"
     assert connect_options(Nats()) == {
         "creds": None,
+        "nkey": None,
         "tls": None,
         "user": None,
         "password": None,
         "token": None,
     }
+
+
+def _user_nkey(d: Path) -> tuple[str, Path]:
+    """A new user nkey: its public key for the server, its seed in a file for firegate."""
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "user.nk"
+    path.write_bytes(seed)
+    return public, path
+
+
+async def test_nkey_from_settings(tmp_path: Path) -> None:
+    """nats.nkey_file: the server holds only the public key; the seed signs its challenge."""
+    public, seed = _user_nkey(tmp_path)
+    async with nats_server_with(tmp_path, f"authorization {{ users: [ {{ nkey: {public} }} ] }}\n") as port:
+        url = f"nats://127.0.0.1:{port}"
+        options = connect_options(Nats(url=url, nkey_file=seed))
+        assert options["nkey"] == seed
+        await _connect_ok(url, **options)
+        _, other = _user_nkey(tmp_path / "other")
+        await _connect_fails(
+            url, "Authorization Violation", **connect_options(Nats(url=url, nkey_file=other))
+        )
+
+
+async def test_the_cli_signs_with_the_nkey_in_the_environment(tmp_path: Path) -> None:
+    """`firegate alarm list` with FIREGATE_NATS__NKEY_FILE: connected (no lifecycle answers here,
+    so it says so, rather than failing on authorization)."""
+    public, seed = _user_nkey(tmp_path)
+    async with nats_server_with(tmp_path, f"authorization {{ users: [ {{ nkey: {public} }} ] }}\n") as port:
+        env = {**os.environ, "FIREGATE_NATS__URL": f"nats://127.0.0.1:{port}"}
+        env.pop("FIREGATE_NATS__NKEY_FILE", None)
+        cli = [sys.executable, "-m", "firegate.cli", "alarm", "list"]
+        denied = await asyncio.to_thread(
+            subprocess.run, cli, env=env, capture_output=True, text=True, timeout=30
+        )
+        assert denied.returncode != 0 and "authorization" in (denied.stdout + denied.stderr).lower()
+        env["FIREGATE_NATS__NKEY_FILE"] = str(seed)
+        signed = await asyncio.to_thread(
+            subprocess.run, cli, env=env, capture_output=True, text=True, timeout=30
+        )
+        out = signed.stdout + signed.stderr
+        assert "authorization" not in out.lower(), out
+        assert "no lifecycle service is running" in out, out  # connected, and nobody answers
 
 
 # -- TLS ------------------------------------------------------------------------------

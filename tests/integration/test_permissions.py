@@ -33,6 +33,7 @@ from tests.integration.natsdeploy import (
     CONFIG_DIR,
     PASSWORDS,
     Client,
+    NatsProcess,
     client,
     copy_shared,
     inbox_prefix,
@@ -43,6 +44,7 @@ from tests.integration.natsdeploy import (
 )
 from tests.integration.process import FIREGATE, Firegate, clean_env
 from tests.natsserver import wait_until
+from tests.ports import free_ports
 
 FORGED = b'{"type": "fire_alarm", "id": "forged"}'
 
@@ -202,6 +204,54 @@ def test_the_nkeys_variant_is_a_valid_config(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+async def test_a_role_signs_in_with_its_nkey_under_the_shipped_permissions(tmp_path: Path) -> None:
+    """accounts-nkeys.conf with the gateway's EXAMPLE key replaced by a real one: firegate signs in
+    with the seed in nats.nkey_file, and the role's permissions hold as with a password."""
+    import nkeys
+
+    from firegate.bus.jetstream import connect, connect_options
+    from firegate.config import Nats
+
+    folder = tmp_path / "nats"
+    copy_shared(folder)
+    raw_seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(raw_seed)).public_key.decode()
+    seed = tmp_path / "gateway.nk"
+    seed.write_bytes(raw_seed)
+    accounts = folder / "accounts-nkeys.conf"
+    example = "UC5U2VHTHNZFXCKXHXY4PRLJJ4BISPM5VLOCEO4DDBJ5GKTWEOH3DHWP"  # the gateway's EXAMPLE key
+    assert example in accounts.read_text(), "the shipped nkeys file changed: update this test"
+    accounts.write_text(accounts.read_text().replace(example, public))
+    (port,) = free_ports(1)
+    single = (CONFIG_DIR / "single.conf").read_text()
+    for old, new in {
+        'include "accounts.conf"': 'include "accounts-nkeys.conf"',
+        "listen: 127.0.0.1:4222": f"listen: 127.0.0.1:{port}",
+        "/var/lib/nats": str(tmp_path / "store"),
+    }.items():
+        assert old in single
+        single = single.replace(old, new)
+    (folder / "single.conf").write_text(single)
+    server = NatsProcess("nkeys", port, tmp_path / "nats-server.log")
+    server.start(folder / "single.conf")
+    try:
+        await server.wait_listening()
+        settings = Nats(url=server.url, nkey_file=seed, inbox_prefix="_INBOX_gateway")
+        nc = await connect(
+            server.url, "test-gateway", inbox_prefix="_INBOX_gateway", **connect_options(settings)
+        )
+        try:
+            await nc.publish("fire.alarm.1", b"{}")  # the gateway's job
+            await nc.subscribe("firegate.alarm.confirm")  # not its job: answering the alarm API
+            await nc.flush(timeout=2)
+            await wait_until(lambda: any("firegate.alarm.confirm" in v for v in server.violations()), 5)
+            assert not any("fire.alarm.1" in v for v in server.violations())
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
+
+
 def test_an_unset_password_stops_the_server(tmp_path: Path) -> None:
     """accounts.conf takes each password from the environment: one missing is an error at start,
     never a user without a password."""
@@ -278,10 +328,22 @@ async def test_a_fire_goes_from_device_to_119_through_roles_each_with_its_own_us
             encoding="utf-8",
         )
         roles = [
-            _role(tmp_path, "gateway", server.url, config, FIREGATE_NATS__USER="gateway",
-                  FIREGATE_NATS__PASSWORD_FILE=str(tmp_path / "gateway.pw")),
-            _role(tmp_path, "lifecycle", server.url, config, FIREGATE_NATS__USER="lifecycle",
-                  FIREGATE_NATS__PASSWORD=PASSWORDS["lifecycle"]),
+            _role(
+                tmp_path,
+                "gateway",
+                server.url,
+                config,
+                FIREGATE_NATS__USER="gateway",
+                FIREGATE_NATS__PASSWORD_FILE=str(tmp_path / "gateway.pw"),
+            ),
+            _role(
+                tmp_path,
+                "lifecycle",
+                server.url,
+                config,
+                FIREGATE_NATS__USER="lifecycle",
+                FIREGATE_NATS__PASSWORD=PASSWORDS["lifecycle"],
+            ),
             _role(tmp_path, "forwarders", server.url, forwarders_config),
         ]
         seat_env = clean_env(
@@ -296,8 +358,17 @@ async def test_a_fire_goes_from_device_to_119_through_roles_each_with_its_own_us
             gateway = roles[0]
             async with client(server.url, "dispatch119") as sub119:
                 sub = await _dispatch119_consumer(sub119)
-                done = await _cli(gateway.env, "sim", "alarm", "--port", str(gateway.gb), "--device", "889",
-                                  "--json", "--real")
+                done = await _cli(
+                    gateway.env,
+                    "sim",
+                    "alarm",
+                    "--port",
+                    str(gateway.gb),
+                    "--device",
+                    "889",
+                    "--json",
+                    "--real",
+                )
                 assert done.returncode == 0 and json.loads(done.stdout)["outcome"] == "confirmed", done
 
                 rows: list[dict[str, Any]] = []
@@ -359,7 +430,11 @@ def _spawn(fg: Firegate) -> None:
     """`firegate run` without waiting for it to be ready (it never will be here)."""
     with fg.log.open("ab") as out:
         fg.proc = subprocess.Popen(
-            [FIREGATE, "run", *fg.args], cwd=fg.workdir, env=fg.env, stdout=out, stderr=subprocess.STDOUT,
+            [FIREGATE, "run", *fg.args],
+            cwd=fg.workdir,
+            env=fg.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -449,6 +524,7 @@ async def test_a_permission_refused_while_running_is_logged_once_counted_and_sur
         )
         await asyncio.to_thread(_spawn, fg)
         try:
+
             def refusals() -> list[dict[str, Any]]:
                 assert fg.proc is not None and fg.proc.poll() is None, fg.log.read_text()[-2000:]
                 return [x for x in _log_lines(fg) if "refused" in x["msg"] and x["level"] == "ERROR"]
