@@ -92,6 +92,7 @@ class PanelLine(SerialLine):
         self._tracker = DeviceTracker(idle_timeout=-1.0)
         self.up = False
         self._reported = False
+        self._ever_down = False  # a link down was reported (or the port has opened once)
         self._link_changed = asyncio.Event()
         self._answered = asyncio.Event()
         self._misses = 0
@@ -111,8 +112,18 @@ class PanelLine(SerialLine):
     def protocol(self) -> LineProtocol:
         return _PanelProtocol(self)
 
+    def open_failed(self, error: Exception) -> None:
+        # a panel whose port has not opened since start is down too: a fault the operator sees,
+        # not only a log line. Its last sign of life is this line's start.
+        if not self._ever_down:
+            self._ever_down = True
+            self._tracker.seen(self.device)
+            self.up = self._reported = True
+            self._set_link(False, f"the port does not open: {error}")
+
     def opened(self, protocol: LineProtocol) -> None:
         assert isinstance(protocol, _PanelProtocol)
+        self._ever_down = True  # from now on, the link's own changes say it
         self._conn = protocol
         self._framer = self.codec.framer()
         self._unframed = 0

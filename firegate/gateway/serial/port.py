@@ -152,6 +152,11 @@ class SerialLine(ABC):
     def stopping(self) -> bool:
         return False
 
+    def open_failed(self, error: Exception) -> None:
+        """The port could not be opened (each failed attempt). A gb26875 line names no device
+        before its frames do, so by default there is nobody to mark down."""
+        del error
+
     async def run(self) -> None:
         backoff = Backoff(self.panel.reopen_min, self.panel.reopen_max)
         failed = False
@@ -161,6 +166,7 @@ class SerialLine(ABC):
                 transport = await open_port(self.settings, protocol)
             except serialx.UnsupportedSetting as e:
                 failed = True
+                self.open_failed(e)
                 self.throttle.log(
                     "unsupported",
                     logging.ERROR,
@@ -173,6 +179,7 @@ class SerialLine(ABC):
                 continue
             except OPEN_ERRORS as e:
                 failed = True
+                self.open_failed(e)
                 self.throttle.log(
                     "open_failed", logging.WARNING, "cannot open serial line %s: %s", self.settings, e
                 )

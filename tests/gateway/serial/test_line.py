@@ -302,7 +302,8 @@ async def test_settings_the_port_refuses_are_logged_with_the_key_and_retried(
     async with demo_line(tmp_path, stopbits=1.5) as (line, _, sink):  # POSIX serial has no 1.5
         await wait_until(lambda: "the port refuses the line settings" in caplog.text)
         await asyncio.sleep(0.1)
-        assert not line.up and not sink.events
+        assert not line.up
+        assert [type(e) for e in sink.events] == [DeviceOffline]  # the panel link is down: a fault
     assert "panels.0" in caplog.text and "1.5" in caplog.text
 
 
@@ -343,3 +344,29 @@ async def test_a_poll_line_polls_at_the_dialects_own_period_unless_the_panel_say
         await pty.wait_for(ENQ)
         await asyncio.sleep(0.55)
         assert pty.received.count(ENQ) == 1  # the panel entry's period wins
+
+
+async def test_a_port_that_never_opens_is_a_link_down_and_its_first_opening_a_link_up(tmp_path: Path) -> None:
+    """An adapter missing when firegate starts: the panel's link fault is raised at once, not
+    only logged; plugged in later, the panel comes online with the outage."""
+    path = tmp_path / "ttyLATE"
+    sink = MemorySink()
+    line = PanelLine(
+        panel(path, reopen_min=0.05, reopen_max=0.1), "panels.0", DemoCodec(), make_ingest(sink), site_of=str
+    )
+    pty: Pty | None = None
+    try:
+        async with running_line(line):
+            await wait_until(lambda: of(sink, DeviceOffline))
+            (offline,) = of(sink, DeviceOffline)
+            assert offline.device == "panel-1"  # type: ignore[attr-defined]
+            assert sample("firegate_serial_link_up", panel="panel-1") == 0
+            await asyncio.sleep(0.3)  # failing reopens: one offline event, not one per attempt
+            assert len(of(sink, DeviceOffline)) == 1
+            pty = Pty(path)
+            await wait_until(lambda: of(sink, DeviceOnline))
+            (online,) = of(sink, DeviceOnline)
+            assert online.outage_s is not None and online.outage_s > 0  # type: ignore[attr-defined]
+    finally:
+        if pty is not None:
+            pty.vanish()
