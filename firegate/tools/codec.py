@@ -19,6 +19,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from firegate.codecs.api import MessageCodec
+from firegate.codecs.errors import CodecError
 from firegate.codecs.registry import Registry, UnknownCodec, discover
 from firegate.errors import ConfigError
 
@@ -35,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dialects", action="append", default=[], metavar="DIR", help="also dialect files here"
     )
 
-    test = codec_sub.add_parser("test", help="replay a capture through a codec: events as JSON lines")
-    test.add_argument("capture", help="a capture file (raw bytes or hex text), or - for stdin")
+    test = codec_sub.add_parser(
+        "test",
+        help="replay a capture through a codec: events as JSON lines (a message codec: its samples)",
+        description="A line codec's capture is raw bytes or hex text. A message (MQTT payload) "
+        "codec's capture is one message a line: its topic, a space, its payload as sent (# comments).",
+    )
+    test.add_argument("capture", help="a capture file (raw bytes, hex text or messages), or - for stdin")
     test.add_argument("--codec", required=True, help="a codec name (see list) or a dialect file (.yaml)")
     form = test.add_mutually_exclusive_group()
     form.add_argument("--hex", dest="form", action="store_const", const="hex", help="the capture is hex text")
@@ -101,8 +108,12 @@ def _test(args: argparse.Namespace) -> int:
     options = json.loads(args.options) if args.options else {}
     if not isinstance(options, dict):
         raise ValueError("--options must be a JSON object")
-    codec = discover(dialect_dirs=args.dialects).line_codec(args.codec)
+    registry = discover(dialect_dirs=args.dialects)
     data = sys.stdin.buffer.read() if args.capture == "-" else Path(args.capture).read_bytes()
+    installed = registry.codecs.get(args.codec)
+    if installed is not None and installed.kind == "message":
+        return _test_messages(registry.message_codec(args.codec, options), data, args.strict)
+    codec = registry.line_codec(args.codec)
     data = read_capture(data, args.form or "auto")
     points = None
     if args.points:
@@ -122,6 +133,39 @@ def _test(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "no errors"
     sys.stderr.write(f"{len(data)} bytes: {len(result.events)} events; {summary}\n")
     return 1 if args.strict and result.errors else 0
+
+
+def _test_messages(codec: MessageCodec, data: bytes, strict: bool) -> int:
+    """Each line ``TOPIC PAYLOAD``: the samples the codec reads (which events they make depends
+    on the sensor source's point table and thresholds), and every payload it cannot read."""
+    samples = errors = messages = 0
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith(b"#"):
+            continue
+        raw_topic, _, payload = line.strip().partition(b" ")
+        topic = raw_topic.decode("utf-8", "replace")
+        messages += 1
+        where: dict[str, object] = {"line": number, "topic": topic}
+        try:
+            decoded = codec.decode(payload.strip(), topic)
+        except CodecError as e:
+            errors += 1
+            print(json.dumps({"error": e.reason, **where, "message": str(e)}, ensure_ascii=False))
+            continue
+        for sample in decoded:
+            samples += 1
+            doc = {
+                **where,
+                "device": sample.device,
+                "point": sample.point,
+                "time": sample.time.isoformat() if sample.time is not None else None,
+                "value": sample.value,
+                "unit": sample.unit,
+                "flags": sorted(sample.flags),
+            }
+            print(json.dumps(doc, ensure_ascii=False))
+    sys.stderr.write(f"{messages} messages: {samples} samples; {errors} unreadable\n")
+    return 1 if strict and errors else 0
 
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")

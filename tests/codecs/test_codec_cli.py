@@ -175,3 +175,34 @@ def test_new_makes_a_package_whose_own_tests_pass(tmp_path: Path, capsys: pytest
     assert "6 passed" in tests.stdout
     code, _, err = incli(capsys, "codec", "new", "acme-panel", "--dir", str(tmp_path))
     assert code == 2 and "exists already" in err
+
+
+def test_a_message_codec_capture_prints_its_samples_and_unreadable_payloads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MQTT payload codec is tried the same way: one message a line, `topic payload`."""
+    meokon = json.loads((Path(__file__).parents[1] / "data" / "sensors_meokon.json").read_text("utf-8"))
+    documented = next(f for f in meokon["frames"] if f["name"] == "documented")
+    capture = tmp_path / "messages.txt"
+    capture.write_text(
+        "# a hydrant sensor, then a cut-off payload\n"
+        f"GIOT-GW/UL/SHMK19060013 {documented['hex']}\n"
+        "GIOT-GW/UL/SHMK19060013 a55a00\n",
+        encoding="utf-8",
+    )
+    code, out, err = incli(capsys, "codec", "test", "--codec", "meokon", str(capture))
+    items = lines(out)
+    samples = [i for i in items if "error" not in i]
+    assert code == 0 and samples and all(s["device"] == "SHMK19060013" for s in samples)
+    assert samples[0]["time"] == documented["first"]["time"] and samples[0]["line"] == 2
+    (bad,) = [i for i in items if "error" in i]
+    assert (bad["line"], bad["error"]) == (3, "length")
+    assert "2 messages" in err and "1 unreadable" in err
+    code, _, _ = incli(capsys, "codec", "test", "--codec", "meokon", "--strict", str(capture))
+    assert code == 1
+    options = json.dumps({"points": {"level": {"value": "lvl", "unit": "m"}}})
+    json_capture = tmp_path / "json.txt"
+    json_capture.write_text('tanks/T1 {"lvl": 2.5}\n', encoding="utf-8")
+    code, out, _ = incli(capsys, "codec", "test", "--codec", "json", "--options", options, str(json_capture))
+    ((sample,),) = [lines(out)]
+    assert (sample["point"], sample["value"], sample["unit"]) == ("level", 2.5, "m")
