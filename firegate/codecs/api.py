@@ -123,8 +123,9 @@ class PointTable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DefaultPoints:
-    """No table: controller is the system address, the component address is loop (zone, high
-    two bytes) and point (position, low two bytes), as GB 26875.3's 区号+位号."""
+    """No table: controller is the system address; the component address is the loop (zone, 区)
+    in its low two bytes and the point (号) in its high two, as UITDs commonly send it (0a 00 02 00
+    = point 2 of zone 10); the description names the panel's own address ("1-10-2")."""
 
     component_type: int = 0
 
@@ -132,7 +133,8 @@ class DefaultPoints:
         return PointRef(
             system_address=address.controller & 0xFF,
             component_type=self.component_type,
-            component_address=(address.loop & 0xFFFF) << 16 | (address.point & 0xFFFF),
+            component_address=(address.point & 0xFFFF) << 16 | (address.loop & 0xFFFF),
+            description=str(address),
         )
 
 

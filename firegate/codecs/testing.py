@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ def check_golden(
     items = replay_capture(codec, capture, **kwargs)
     if regenerate if regenerate is not None else bool(os.environ.get(REGEN_ENV)):
         golden.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        warnings.warn(f"{REGEN_ENV}: rewrote {golden}: review the diff", stacklevel=2)
         return items
     if not golden.exists():
         raise AssertionError(f"no golden file {golden}: run with {REGEN_ENV}=1 once, then review it")

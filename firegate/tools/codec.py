@@ -190,9 +190,13 @@ def _new(name: str, where: Path) -> int:
     template = resources.files("firegate.codecs") / "template"
     _render(template, root, names)
     _write_golden(root, module, names["__CLASS__"])
+    # a path, never a bare name (pip would look that up on the package index), and firegate's
+    # own interpreter: the plugin must land in the environment firegate runs from
+    path = str(root) if root.is_absolute() else f"./{root}"
+    python = sys.executable
     print(f"created {root}")
-    print(f"  test it:    cd {root} && python -m pytest")
-    print(f"  install it: python -m pip install {root}   (then: firegate codec list)")
+    print(f"  install it: {python} -m pip install -e '{path}[test]'   (then: firegate codec list)")
+    print(f"  test it:    {python} -m pytest {path}")
     return 0
 
 

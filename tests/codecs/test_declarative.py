@@ -73,11 +73,11 @@ def test_forsafe_capture_means_what_its_comments_say() -> None:
     items = check_golden(CODECS["forsafe"], DATA / "forsafe.hex", DATA / "forsafe.golden.json")
     said = [(i.get("type") or i["error"], (i.get("point") or {}).get("component_address")) for i in items]
     assert said == [
-        ("fire_alarm", 2 << 16 | 34),
-        ("fault_raised", 3 << 16 | 5),
+        ("fire_alarm", 34 << 16 | 2),
+        ("fault_raised", 5 << 16 | 3),
         ("checksum", None),  # the damaged fire frame
         ("delimiter", None),  # its remains and the garbage
-        ("fault_cleared", 3 << 16 | 5),
+        ("fault_cleared", 5 << 16 | 3),
         ("fault_raised", None),  # main power: a system status, no component
         ("fault_cleared", None),
         ("status_changed", None),  # reset
@@ -95,7 +95,7 @@ def test_gst_bcd_addresses_and_errors() -> None:
     [reading] = codec.decode(frame, Context("p"))
     [obj] = reading.objects
     assert isinstance(obj, ComponentStatus) and obj.fire
-    assert (obj.system_address, obj.component_address) == (1, 2 << 16 | 34)
+    assert (obj.system_address, obj.component_address) == (1, 34 << 16 | 2)
     bad = DialectFrame(bytes.fromhex("AA 15 01 2F 00 34") + bytes(18))
     with pytest.raises(CodecError) as info:
         codec.decode(bad, Context("p"))
@@ -176,7 +176,7 @@ def test_system_events_and_restore() -> None:
     [restore] = codec.decode(DialectFrame(codec.build(0x03, PanelAddress(0, 4, 513))), context)
     obj = restore.objects[0]
     assert isinstance(obj, ComponentStatus) and obj.status_flags == ("normal",)
-    assert obj.component_address == 4 << 16 | 513
+    assert obj.component_address == 513 << 16 | 4
     assert codec.decode(DialectFrame(codec.build(0x00)), context) == []  # a keep-alive
     assert codec.acknowledge(DialectFrame(codec.build(0x01))) == b"\x7e\x06"
     assert codec.poll() is None
@@ -275,7 +275,7 @@ def test_built_frames_frame_and_decode_back(
         [r] = readings
         obj = r.objects[0]
         assert isinstance(obj, ComponentStatus) and obj.status == status
-        assert obj.component_address == address.loop << 16 | address.point
+        assert obj.component_address == address.point << 16 | address.loop
         assert obj.system_address == address.controller
 
 

@@ -47,7 +47,7 @@ def test_sanjiang_9108_golden() -> None:
     assert items[-1]["offset"] == data.rfind(b"\x1b@")  # where the unreadable record starts
     fire = items[0]
     assert fire["point"]["description"] == "一层大厅"
-    assert (fire["point"]["system_address"], fire["point"]["component_address"]) == (1, 2 << 16 | 15)
+    assert (fire["point"]["system_address"], fire["point"]["component_address"]) == (1, 15 << 16 | 2)
 
 
 def test_lida_ld128en_golden() -> None:
@@ -111,7 +111,7 @@ def test_patterns_and_events_options() -> None:
     [reading] = codec.decode(record, Context("p", options=options))
     [obj] = reading.objects
     assert isinstance(obj, ComponentStatus) and obj.fire and obj.description == "LOBBY"
-    assert (obj.system_address, obj.component_address) == (1, 2 << 16 | 3)
+    assert (obj.system_address, obj.component_address) == (1, 3 << 16 | 2)
     assert obj.time is not None and str(obj.time.value) == "2024-05-01 09:10:00"
     with pytest.raises(CodecError) as info:
         codec.decode(record, Context("p", options={"events": {"ALARM": "burning"}}))

@@ -52,7 +52,7 @@ def test_event_byte_meanings(code: int, flag: str | None) -> None:
 
 def test_address_kind_and_zone() -> None:
     obj = _one(b"\x45P2 L3M012 " + "二层配电间".encode("gb18030") + b"\n")
-    assert (obj.system_address, obj.component_address) == (2, 3 << 16 | 12)
+    assert (obj.system_address, obj.component_address) == (2, 12 << 16 | 3)
     assert obj.component_type == 84  # a module
     assert obj.description == "二层配电间"
 

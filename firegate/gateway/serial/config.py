@@ -80,7 +80,7 @@ class PointEntry(BaseModel):
     loop: Annotated[int, Field(ge=0, le=0xFFFF)] = 0
     point: Annotated[int, Field(ge=0, le=0xFFFF)] = 0
     system_type: Byte = 1  # fire alarm system
-    system_address: Byte = 0
+    system_address: Byte | None = None  # None: the controller's number, as for unlisted points
     component_type: Byte = 0
     component_address: Annotated[int, Field(ge=0, le=0xFFFFFFFF)]
     description: str = ""
@@ -140,6 +140,18 @@ def _points(value: list[PointEntry]) -> list[PointEntry]:
     return value
 
 
+class Rs485(BaseModel):
+    """RS-485 direction control by the kernel (a local UART wired to a transceiver)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rts_on_send: bool = True  # RTS while sending (most transceivers: high enables the driver)
+    rts_after_send: bool = False
+    delay_before_send_ms: Annotated[int, Field(ge=0, le=1000)] = 0
+    delay_after_send_ms: Annotated[int, Field(ge=0, le=1000)] = 0
+    rx_during_tx: bool = False  # hear our own sending (a 4-wire line, or an echo check)
+
+
 class Panel(BaseModel):
     """One serial line. Line settings left out take the dialect's own (`LineCodec.line`)."""
 
@@ -156,6 +168,7 @@ class Panel(BaseModel):
     stopbits: Annotated[float | None, AfterValidator(lambda v: None if v is None else _stopbits(v))] = None
     rtscts: bool = False
     xonxoff: bool = False
+    rs485: Rs485 | None = None  # None: the port switches direction itself (nearly all adapters)
     # None: the dialect's own poll period, else DEFAULT_POLL_INTERVAL
     poll_interval: Annotated[float | None, Field(gt=0)] = None
     reply_timeout: Annotated[float, Field(gt=0)] = 2.0
@@ -191,6 +204,9 @@ class Panel(BaseModel):
             problems.append(
                 ("device", f"required for dialect {self.dialect!r}: the id of this panel", MISSING)
             )
+        if self.rs485 is not None and "://" in self.port:
+            why = "only for a local port: a device server sets its RS-485 mode in its own settings"
+            problems.append(("rs485", why, self.port))
         if self.points and self.points_file is not None:
             problems.append(("points_file", "give points or points_file, not both", str(self.points_file)))
         if self.mode == "poll" and self.poll_interval is not None and self.reply_timeout > self.poll_interval:

@@ -17,12 +17,13 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from firegate.bus.events import DeviceInfo, Envelope, Point, event_id
 from firegate.codecs.api import Context, Framer, LineCodec, Reading, unit_of
 from firegate.codecs.errors import CodecError
-from firegate.devicetime import device_now
+from firegate.devicetime import device_now, device_time
 from firegate.gateway.liveness import DeviceTracker
 from firegate.gateway.serial import metrics
 from firegate.gateway.serial.config import DEFAULT_POLL_INTERVAL, Panel
@@ -45,6 +46,7 @@ class _Pending:
     raw: bytes
     readings: list[Reading]
     conn: _PanelProtocol
+    undecoded: Envelope | None = None  # a frame that framed but did not decode: kept raw
     waiting: int = 0
     stored: bool = True
 
@@ -77,6 +79,7 @@ class PanelLine(SerialLine):
         self.options = dict(panel.codec_options)
         self.origin = f"serial:{panel.dialect}"
         self.polling = panel.mode == "poll"
+        self.counters = metrics.LineCounters(self.name)
         # the panel entry's period, else the dialect's own (a keep-alive the panel expects)
         self._poll_interval = panel.poll_interval or codec.poll_interval or DEFAULT_POLL_INTERVAL
         self._conn: _PanelProtocol | None = None
@@ -160,13 +163,13 @@ class PanelLine(SerialLine):
         else:
             self._unframed += len(data)
             if self._unframed > MAX_UNFRAMED:  # a framer that never gives up would grow forever
-                metrics.frame_error("overflow").inc()
+                self.counters.frame_error("overflow").inc()
                 self._bad("overflow", f"{self._unframed} bytes without a frame: framing starts over")
                 self._framer = self.codec.framer()
                 self._unframed = 0
         for item in items:
             if isinstance(item, CodecError):
-                metrics.frame_error(item.reason).inc()
+                self.counters.frame_error(item.reason).inc()
                 self._bad(item.reason, str(item), item.data)
             else:
                 self._frame(conn, item)
@@ -174,22 +177,29 @@ class PanelLine(SerialLine):
     def _frame(self, conn: _PanelProtocol, frame: object) -> None:
         now = time.monotonic()
         self._last_frame = now
+        undecoded = None
         try:
             raw = self.codec.raw(frame)
             answers = not self.polling or self.codec.answers_poll(frame)
-            context = Context(self.device, self.points, self.options, clock=self._clock(raw, now))
-            readings = self.codec.decode(frame, context)
-        except CodecError as e:
-            metrics.frame_error(e.reason).inc()
-            self._bad(e.reason, str(e), e.data)
+        except Exception:
+            self._codec_bug("decoding")
             return
+        clock = self._clock(raw, now)
+        try:
+            readings = self.codec.decode(frame, Context(self.device, self.points, self.options, clock=clock))
+        except CodecError as e:
+            # it framed (its check was right): kept raw and acknowledged, so that a panel resending
+            # until acknowledged never holds back the frames after it (a fire among them)
+            self.counters.frame_error(e.reason).inc()
+            self._bad(e.reason, str(e), e.data, framing=False)
+            readings, undecoded = [], self._undecoded(raw, e, clock())
         except Exception:
             self._codec_bug("decoding")
             return
         if answers:
             self._answered.set()
             self._set_link(True, "poll answered" if self.polling else "frame received")
-        self._queue.append(_Pending(frame, raw, readings, conn))
+        self._queue.append(_Pending(frame, raw, readings, conn, undecoded))
         if len(self._queue) >= QUEUE_LIMIT:
             self._pause()
         self._pump()
@@ -211,18 +221,19 @@ class PanelLine(SerialLine):
                 self._seen.popitem(last=False)
         return lambda: when
 
-    def _bad(self, reason: str, text: str, data: bytes = b"") -> None:
+    def _bad(self, reason: str, text: str, data: bytes = b"", *, framing: bool = True) -> None:
         self.throttle.log(
             f"bad_frame.{reason}",
             logging.INFO,
-            "bad frame from the panel (%s): %s; a wrong baud rate or parity shows as many of these",
+            "bad frame from the panel (%s): %s%s",
             reason,
             text,
+            "; a wrong baud rate or parity shows as many of these" if framing else "; kept raw",
             extra={"reason": reason, "data": data[:64]},
         )
 
     def _codec_bug(self, what: str) -> None:
-        metrics.frame_error("codec_bug").inc()
+        self.counters.frame_error("codec_bug").inc()
         self.throttle.log(
             f"codec_bug.{what}",
             logging.ERROR,
@@ -242,8 +253,10 @@ class PanelLine(SerialLine):
             except Exception:  # objects that do not encode: the codec's bug, never the line's end
                 self._codec_bug("encoding")
                 continue
+            if item.undecoded is not None:
+                reports.append(self._raw_report(item, item.undecoded))
             if not reports:
-                metrics.frames["keepalive"].inc()
+                self.counters.frames["keepalive"].inc()
                 self._acknowledge(item)
                 continue
             self._current = item
@@ -270,6 +283,35 @@ class PanelLine(SerialLine):
             origin=self.origin,
         )
 
+    def _raw_report(self, item: _Pending, event: Envelope) -> Report:
+        return Report(
+            device=self.device,
+            lane=Lane.NORMAL,
+            events=[event],
+            raw=item.raw,
+            on_done=functools.partial(self._stored, item),
+            context={"panel": self.name},
+            origin=self.origin,
+        )
+
+    def _undecoded(self, raw: bytes, error: CodecError, when: datetime) -> Envelope:
+        """A frame the dialect framed but cannot read, as a raw record: nothing the panel said
+        is lost quietly (a resend of it gets the same id)."""
+        return DeviceInfo(
+            id=event_id(self.device, 0, raw, "raw"),
+            device=self.device,
+            site=self.site,
+            occurred_at=device_time(when),
+            received_at=datetime.now(UTC),
+            origin=self.origin,
+            raw=raw.hex(),
+            info_type=0,
+            info_type_name="panel_frame",
+            info_type_zh="控制器原始帧",
+            point=Point(),
+            data={"raw": raw.hex(), "error": str(error), "reason": error.reason},
+        )
+
     def _stored(self, item: _Pending, outcome: Outcome) -> None:
         item.waiting -= 1
         item.stored = item.stored and bool(outcome)
@@ -278,12 +320,12 @@ class PanelLine(SerialLine):
         if self._current is item:
             self._current = None
         if item.stored:
-            metrics.frames["stored"].inc()
+            self.counters.frames["stored" if item.undecoded is None else "stored_raw"].inc()
             if self._tracker.is_online(self.device):
                 self._tracker.seen(self.device)  # the last time heard, for a later offline event
             self._acknowledge(item)
         else:
-            metrics.frames["not_stored"].inc()
+            self.counters.frames["not_stored"].inc()
             self.throttle.log(
                 "not_stored", logging.WARNING, "not acknowledging a frame: its events were not stored"
             )

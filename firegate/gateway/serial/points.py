@@ -16,7 +16,7 @@ class PanelPoints:
         self.table = {
             PanelAddress(e.controller, e.loop, e.point): PointRef(
                 system_type=e.system_type,
-                system_address=e.system_address,
+                system_address=e.system_address if e.system_address is not None else e.controller & 0xFF,
                 component_type=e.component_type,
                 component_address=e.component_address,
                 description=e.description,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import serialx
 
 from firegate.codecs.api import LineSettings
-from firegate.gateway.serial import metrics
-from firegate.gateway.serial.config import Panel
+from firegate.gateway.serial import metrics, rs485
+from firegate.gateway.serial.config import Panel, Rs485
 from firegate.ops.logging import FieldsAdapter, Throttle
 
 log = logging.getLogger("firegate.gateway.serial")
@@ -34,6 +34,7 @@ class PortSettings:
     stopbits: float
     rtscts: bool = False
     xonxoff: bool = False
+    rs485: Rs485 | None = None
 
     @classmethod
     def of(cls, panel: Panel, line: LineSettings) -> PortSettings:
@@ -46,6 +47,7 @@ class PortSettings:
             stopbits=panel.stopbits or line.stopbits,
             rtscts=panel.rtscts,
             xonxoff=panel.xonxoff,
+            rs485=panel.rs485,
         )
 
     def __str__(self) -> str:
@@ -56,10 +58,11 @@ class PortSettings:
 async def open_port(settings: PortSettings, protocol: asyncio.Protocol) -> asyncio.Transport:
     """The port open with ``protocol`` connected to it; raises one of `OPEN_ERRORS`."""
     loop = asyncio.get_running_loop()
+    first = _Rs485First(protocol, settings.rs485) if settings.rs485 is not None else protocol
     async with asyncio.timeout(OPEN_TIMEOUT):
         transport, _ = await serialx.create_serial_connection(
             loop,
-            lambda: protocol,
+            lambda: first,
             settings.url,
             baudrate=settings.baudrate,
             parity=serialx.Parity(settings.parity),
@@ -69,7 +72,44 @@ async def open_port(settings: PortSettings, protocol: asyncio.Protocol) -> async
             byte_size=settings.bytesize,
             connect_timeout=OPEN_TIMEOUT,
         )
+    if isinstance(first, _Rs485First) and first.error is not None:
+        raise first.error
     return transport
+
+
+class _Rs485First(asyncio.Protocol):
+    """Sets the port's RS-485 mode before the line's protocol sees the port: a port that has none
+    is never an open line (no link up, no bytes), only an opening that failed."""
+
+    def __init__(self, line: asyncio.Protocol, settings: Rs485) -> None:
+        self.line = line
+        self.settings = settings
+        self.error: OSError | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        try:
+            rs485.enable(transport.get_extra_info("serial").fileno(), self.settings)
+        except OSError as e:
+            self.error = e
+            transport.close()  # nothing was written yet: nothing to lose
+            return
+        self.line.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.line.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.line.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.error is None:
+            self.line.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.line.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.line.resume_writing()
 
 
 class Backoff:

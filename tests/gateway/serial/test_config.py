@@ -67,8 +67,8 @@ def test_a_panel_from_the_file_with_its_point_table(tmp_path: Path) -> None:
     assert panel.points_file == tmp_path / "points.csv"
     points = points_of(panel)
     assert points.lookup(PanelAddress(1, 3, 17)) == PointRef(1, 1, 42, 317, "三楼东走廊")
-    assert points.lookup(PanelAddress(1, 3, 18)) == PointRef(1, 0, 0, 318, "")
-    assert points.lookup(PanelAddress(2, 1, 5)).component_address == (1 << 16 | 5)  # not listed: default
+    assert points.lookup(PanelAddress(1, 3, 18)) == PointRef(1, 1, 0, 318, "")  # the controller
+    assert points.lookup(PanelAddress(2, 1, 5)).component_address == (5 << 16 | 1)  # not listed: default
 
 
 def test_panels_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,6 +90,11 @@ BAD = [
     ("- {port: /dev/ttyS0, dialect: demo, device: p, bogus: 1}", "panels.0.bogus"),
     ("- {port: /dev/ttyS0, dialect: gb26875, device: p}", "panels.0.device"),
     ("- {port: /dev/ttyS0, dialect: gb26875, mode: poll}", "panels.0.mode"),
+    ("- {port: 'socket://10.0.0.9:4001', dialect: demo, device: p, rs485: {}}", "panels.0.rs485"),
+    (
+        "- {port: /dev/ttyS0, dialect: demo, device: p, rs485: {delay_before_send_ms: -1}}",
+        "panels.0.rs485.delay_before_send_ms",
+    ),
     (
         "- {port: /dev/ttyS0, dialect: demo, device: p, mode: poll, poll_interval: 1, reply_timeout: 2}",
         "panels.0.reply_timeout",

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from firegate.bus.events import DeviceOffline, DeviceOnline, FireAlarm
+from firegate.bus.events import DeviceInfo, DeviceOffline, DeviceOnline, FireAlarm
 from firegate.bus.kvmemory import MemoryStatusMemory
 from firegate.gateway.serial.line import MAX_UNFRAMED, PanelLine
 from firegate.ingest import Ingest, IngestSettings
@@ -69,7 +70,7 @@ async def test_a_fire_is_acknowledged_only_once_stored_and_stored_once_when_rese
         assert len(fires) == 1  # stored before the acknowledgement was written
         fire = fires[0]
         assert fire.device == "panel-1" and fire.origin == "serial:demo"  # type: ignore[attr-defined]
-        assert fire.point.component_address == (3 << 16 | 17)  # type: ignore[attr-defined]
+        assert fire.point.component_address == (17 << 16 | 3)  # type: ignore[attr-defined]
         # the acknowledgement was lost: the panel sends the same frame again, a second later
         # (the demo frame has no time of its own: the resend is read at the first one's time)
         sink.delay = 0.0
@@ -97,9 +98,11 @@ async def test_not_stored_is_not_acknowledged_and_the_resend_is(tmp_path: Path) 
     sink.fail = True
     async with demo_line(tmp_path, sink) as (line, pty, _):
         await wait_until(lambda: line.up)
-        before = sample("firegate_serial_frames_total", result="not_stored")
+        before = sample("firegate_serial_frames_total", panel="panel-1", result="not_stored")
         pty.write(frame(b"T,1,2"))
-        await wait_until(lambda: sample("firegate_serial_frames_total", result="not_stored") > before)
+        await wait_until(
+            lambda: sample("firegate_serial_frames_total", panel="panel-1", result="not_stored") > before
+        )
         await asyncio.sleep(0.1)
         assert ACK not in pty.received
         sink.fail = False
@@ -122,14 +125,21 @@ async def test_garbage_and_a_wrong_baud_rate_are_counted_and_the_line_goes_on(tm
         await wait_until(lambda: line.up)
         assert line.settings.baudrate == 22800 and line.settings.parity == "E"  # the dialect's parity
         before = {
-            r: sample("firegate_serial_frame_errors_total", reason=r) for r in ("delimiter", "checksum")
+            r: sample("firegate_serial_frame_errors_total", panel="panel-1", reason=r)
+            for r in ("delimiter", "checksum")
         }
         noise = bytes((i * 97 + 13) % 256 for i in range(2000)).replace(b"\x02", b"\xfe")
         pty.write(noise + b"\x02F,1,1ZZ\x03")  # noise, then a frame with a broken checksum
         await wait_until(
-            lambda: sample("firegate_serial_frame_errors_total", reason="checksum") > before["checksum"]
+            lambda: (
+                sample("firegate_serial_frame_errors_total", panel="panel-1", reason="checksum")
+                > before["checksum"]
+            )
         )
-        assert sample("firegate_serial_frame_errors_total", reason="delimiter") > before["delimiter"]
+        assert (
+            sample("firegate_serial_frame_errors_total", panel="panel-1", reason="delimiter")
+            > before["delimiter"]
+        )
         assert ACK not in pty.received and not sink.events[1:]  # only the online event
         pty.write(FIRE)
         await pty.wait_for(ACK)
@@ -140,12 +150,14 @@ async def test_a_framer_that_never_gives_up_is_started_over(tmp_path: Path) -> N
     codec = HoardingCodec()
     async with demo_line(tmp_path, codec=codec) as (line, pty, _):
         await wait_until(lambda: line.up)
-        before = sample("firegate_serial_frame_errors_total", reason="overflow")
+        before = sample("firegate_serial_frame_errors_total", panel="panel-1", reason="overflow")
         for _ in range(5):
             pty.write(b"\xaa" * (MAX_UNFRAMED // 2))
             await asyncio.sleep(0.05)
         await wait_until(
-            lambda: sample("firegate_serial_frame_errors_total", reason="overflow") >= before + 2
+            lambda: (
+                sample("firegate_serial_frame_errors_total", panel="panel-1", reason="overflow") >= before + 2
+            )
         )
         assert all(len(f.buffer) <= MAX_UNFRAMED + 4096 for f in codec.framers[-1:])
         assert len(codec.framers) >= 3
@@ -370,3 +382,47 @@ async def test_a_port_that_never_opens_is_a_link_down_and_its_first_opening_a_li
     finally:
         if pty is not None:
             pty.vanish()
+
+
+def test_rs485_settings_are_the_kernels_serial_rs485() -> None:
+    from firegate.gateway.serial.config import Rs485
+    from firegate.gateway.serial.rs485 import serial_rs485
+
+    packed = serial_rs485(Rs485(rts_on_send=True, delay_before_send_ms=2, delay_after_send_ms=3))
+    assert len(packed) == 32  # struct serial_rs485: flags, two delays, five padding words
+    flags, before, after, *padding = struct.unpack("=8I", packed)
+    assert (flags, before, after, padding) == (0b11, 2, 3, [0] * 5)  # enabled, RTS on send
+    assert struct.unpack(
+        "=8I", serial_rs485(Rs485(rts_on_send=False, rts_after_send=True, rx_during_tx=True))
+    )[0] == (0b10101)
+
+
+async def test_a_port_without_an_rs485_mode_does_not_open_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pty has no RS-485 mode (ENOTTY), as an RS-232 port would not: the line stays closed, the
+    panel's link is down (a fault), and the log names the setting."""
+    async with demo_line(tmp_path, rs485={"rts_on_send": True}) as (line, _, sink):
+        await wait_until(lambda: of(sink, DeviceOffline))
+        await wait_until(lambda: "rs485" in caplog.text)
+        assert not line.up
+    assert "no RS-485 mode" in caplog.text
+
+
+async def test_a_frame_that_frames_but_does_not_decode_is_kept_raw_and_acknowledged(tmp_path: Path) -> None:
+    """An event code the dialect does not know: its check was right, so it is stored as a raw
+    record and acknowledged; a panel resending until acknowledged never holds back the fire
+    after it."""
+    async with demo_line(tmp_path) as (line, pty, sink):
+        await wait_until(lambda: line.up)
+        unknown = frame(b"X,1,2")
+        pty.write(unknown + FIRE)
+        await wait_until(lambda: pty.received.count(ACK) == 2)
+        (raw,) = [e for e in of(sink, DeviceInfo) if e.info_type_name == "panel_frame"]  # type: ignore[attr-defined]
+        assert raw.data["reason"] == "unknown_event" and raw.raw == unknown.hex()  # type: ignore[attr-defined]
+        assert raw.kind == "telemetry" and raw.origin == "serial:demo"  # type: ignore[attr-defined]
+        assert len(of(sink, FireAlarm)) == 1
+        assert sample("firegate_serial_frames_total", panel="panel-1", result="stored_raw") == 1
+        pty.write(unknown)  # resent: the same record, stored once
+        await wait_until(lambda: pty.received.count(ACK) == 3)
+        assert len([e for e in of(sink, DeviceInfo) if e.info_type_name == "panel_frame"]) == 1  # type: ignore[attr-defined]
