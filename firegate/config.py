@@ -1122,10 +1122,12 @@ def _annotation_at(path: tuple[str, ...]) -> Any:
 def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path) -> dict[str, Any]:
     """Relative paths in the file mean "next to the file", wherever firegate is started from."""
     out = dict(data)
+    file_names = getattr(model, "FILE_NAMES", ())  # str keys that may name a file (a dialect)
     for name, info in model.model_fields.items():
         value = out.get(name)
         args = (info.annotation, *get_args(info.annotation))
-        if isinstance(value, str) and value.strip() and Path in args:
+        named_file = name in file_names and isinstance(value, str) and value.endswith((".yaml", ".yml"))
+        if isinstance(value, str) and value.strip() and (Path in args or named_file):
             path = Path(value).expanduser()
             out[name] = str(path if path.is_absolute() else base / path)
         elif isinstance(value, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -156,6 +156,7 @@ class Panel(BaseModel):
     """One serial line. Line settings left out take the dialect's own (`LineCodec.line`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    FILE_NAMES: ClassVar[tuple[str, ...]] = ("dialect",)  # a dialect file is next to the config file
 
     port: Annotated[str, AfterValidator(_port)]
     dialect: Annotated[str, Field(min_length=1)]

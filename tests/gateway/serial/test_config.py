@@ -203,3 +203,12 @@ def test_config_check_names_a_dialect_that_is_not_installed(
     out, err = capsys.readouterr()
     assert "panels.1.dialect: no line codec named 'no-such-dialect'" in err and "Traceback" not in out + err
     assert "panels.0" not in err
+
+
+def test_a_dialect_file_is_found_next_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc").mkdir()
+    path = write(tmp_path / "etc", "panels: [{port: /dev/ttyS0, dialect: acme-crt.yaml, device: p}]\n")
+    monkeypatch.chdir(tmp_path)  # started from elsewhere, as a systemd unit's WorkingDirectory
+    assert load_settings(path).panels[0].dialect == str(tmp_path / "etc" / "acme-crt.yaml")
