@@ -43,6 +43,7 @@ class Mapped:
     status: list[InfoObject] = field(default_factory=list)
     unmapped: int = 0
     clamped: int = 0
+    stale: int = 0  # samples older than their point's state: kept as values, not judged
 
 
 def limits(thresholds: Mapping[str, SensorThreshold]) -> dict[str, Judged]:
@@ -129,6 +130,11 @@ class Mapper:
                     )
                 )
                 if judged_by is not None and judged_by.quantity is quantity:
+                    if self.thresholds.stale((device, sample.point), when) and not (
+                        sample.flags & set(entry.fire_flags)
+                    ):
+                        out.stale += 1  # its analog value is kept (stored once by its id), no more
+                        continue
                     raised = self.thresholds.judge((device, sample.point), judged_by.limit, value, when)
                     status |= judged_by.bit if raised else 0
             if sample.flags & set(entry.fire_flags):

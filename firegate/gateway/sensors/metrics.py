@@ -21,11 +21,19 @@ BAD_PAYLOAD_REASONS: Final = (
     "empty",
     "other",
 )
-SAMPLE_RESULTS: Final = ("mapped", "unmapped", "duplicate", "clamped")
+SAMPLE_RESULTS: Final = ("mapped", "unmapped", "duplicate", "clamped", "stale")
 
-_MESSAGES = Counter("firegate_sensor_messages_total", "MQTT sensor messages taken, by result", ["result"])
-_BAD = Counter("firegate_sensor_bad_payloads_total", "Sensor payloads no codec could read", ["reason"])
-_SAMPLES = Counter("firegate_sensor_samples_total", "Sensor samples, by what became of them", ["result"])
+_MESSAGES = Counter(
+    "firegate_sensor_messages_total", "MQTT sensor messages taken, by source and result", ["source", "result"]
+)
+_BAD = Counter(
+    "firegate_sensor_bad_payloads_total",
+    "Sensor payloads no codec could read, by source",
+    ["source", "reason"],
+)
+_SAMPLES = Counter(
+    "firegate_sensor_samples_total", "Sensor samples, by source and what became of them", ["source", "result"]
+)
 BROKER_UP = Gauge("firegate_sensor_broker_up", "1 while the source's broker connection is up", ["source"])
 LAG = Gauge(
     "firegate_sensor_lag_seconds",
@@ -33,12 +41,15 @@ LAG = Gauge(
     ["source"],
 )
 
-messages = {r: _MESSAGES.labels(result=r) for r in MESSAGE_RESULTS}
-bad_payloads = {r: _BAD.labels(reason=r) for r in BAD_PAYLOAD_REASONS}
-samples = {r: _SAMPLES.labels(result=r) for r in SAMPLE_RESULTS}
 
-LABEL_VALUES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
-    "firegate_sensor_messages_total": {"result": MESSAGE_RESULTS},
-    "firegate_sensor_bad_payloads_total": {"reason": BAD_PAYLOAD_REASONS},
-    "firegate_sensor_samples_total": {"result": SAMPLE_RESULTS},
-}
+class SourceCounters:
+    """One source's counters, every child bound once (a first bad payload is an increase)."""
+
+    def __init__(self, source: str) -> None:
+        self.messages = {r: _MESSAGES.labels(source, r) for r in MESSAGE_RESULTS}
+        self.bad_payloads = {r: _BAD.labels(source, r) for r in BAD_PAYLOAD_REASONS}
+        self.samples = {r: _SAMPLES.labels(source, r) for r in SAMPLE_RESULTS}
+
+
+# every series here has a `source` label (configured, not declared): no pre-bound label values
+LABEL_VALUES: Final[dict[str, dict[str, tuple[str, ...]]]] = {}

@@ -126,6 +126,7 @@ class SensorSource:
         self._subscribed = False  # in the current connection attempt
         self._up = metrics.BROKER_UP.labels(source=self.name)
         self._lag = metrics.LAG.labels(source=self.name)
+        self.counters = metrics.SourceCounters(self.name)
         self._up.set(0)
 
     @property
@@ -228,8 +229,8 @@ class SensorSource:
         except Exception:
             # a codec's (or our) bug on this payload: sending it again would only repeat it, so it
             # is counted and acknowledged like a bad payload; it must never stop the source
-            metrics.bad_payloads["other"].inc()
-            metrics.messages["bad_payload"].inc()
+            self.counters.bad_payloads["other"].inc()
+            self.counters.messages["bad_payload"].inc()
             log.exception("sensor source %s: the payload on %s failed: %s", self.name, topic, payload[:200])
         if pending.waiting == 0:
             pending.done = True
@@ -244,8 +245,8 @@ class SensorSource:
             by_device = self._by_device(topic, samples, payload)
         except CodecError as e:
             reason = e.reason if e.reason in metrics.BAD_PAYLOAD_REASONS else "other"
-            metrics.bad_payloads[reason].inc()
-            metrics.messages["bad_payload"].inc()
+            self.counters.bad_payloads[reason].inc()
+            self.counters.messages["bad_payload"].inc()
             self._throttle.log(
                 f"bad.{self.name}.{reason}",
                 logging.WARNING,
@@ -263,14 +264,15 @@ class SensorSource:
         for device, device_samples in by_device.items():
             fresh = self._fresh(device, device_samples, pending)
             if len(fresh) < len(device_samples):
-                metrics.samples["duplicate"].inc(len(device_samples) - len(fresh))
+                self.counters.samples["duplicate"].inc(len(device_samples) - len(fresh))
             if not fresh:
                 results.add("duplicate")
                 continue
             await self._seed(device, fresh)
             mapped = self.mapper.map(device, fresh, received)
-            metrics.samples["unmapped"].inc(mapped.unmapped)
-            metrics.samples["clamped"].inc(mapped.clamped)
+            self.counters.samples["unmapped"].inc(mapped.unmapped)
+            self.counters.samples["clamped"].inc(mapped.clamped)
+            self.counters.samples["stale"].inc(mapped.stale)
             if mapped.unmapped:
                 self._throttle.log(
                     f"unmapped.{self.name}",
@@ -285,7 +287,7 @@ class SensorSource:
             if not objects:
                 results.add("unmapped")
                 continue
-            metrics.samples["mapped"].inc(len(fresh) - mapped.unmapped)
+            self.counters.samples["mapped"].inc(len(fresh) - mapped.unmapped - mapped.stale)
             results.add("mapped")
             times = [s.time for s in fresh if s.time is not None]
             if times:
@@ -296,7 +298,7 @@ class SensorSource:
         if newest is not None:
             self._lag.set((received - newest).total_seconds())
         result = next((r for r in ("mapped", "unmapped", "duplicate") if r in results), "unmapped")
-        metrics.messages[result].inc()
+        self.counters.messages[result].inc()
 
     async def _seed(self, device: str, samples: list[Sample]) -> None:
         """A threshold's state after a restart is the point's stored status (the KV every gateway
@@ -312,7 +314,9 @@ class SensorSource:
             known = {}
         for key, (name, bit) in keys.items():
             state = known.get(key)
-            self.mapper.thresholds.seed((device, name), state is not None and bool(state.status & bit))
+            raised = state is not None and bool(state.status & bit)
+            since = device_time(state.since) if state is not None else None
+            self.mapper.thresholds.seed((device, name), raised, since)
 
     def _by_device(self, topic: str, samples: Sequence[Sample], payload: bytes) -> dict[str, list[Sample]]:
         level = self.config.device_topic_level
@@ -409,7 +413,7 @@ class SensorSource:
         while self._pending and self._pending[0].done:
             pending = self._pending.popleft()
             if not pending.stored:
-                metrics.messages["not_stored"].inc()
+                self.counters.messages["not_stored"].inc()
                 self._pending.clear()
                 if client is not None:
                     log.warning("sensor source %s: a message was not stored; reconnecting for it", self.name)

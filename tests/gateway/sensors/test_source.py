@@ -45,7 +45,13 @@ SMOKE_POINTS = [{"point": "smoke", "component_type": 42, "component_address": 1,
 
 
 def counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    """The sum over every series of ``name`` with these labels (every source's)."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def hydrant(
@@ -283,3 +289,27 @@ async def test_after_a_restart_a_threshold_starts_from_the_points_stored_state(
         assert not r.of("fault_cleared")
         await publish(broker, "sensors/h", hydrant(0.16, T0 + timedelta(minutes=2)))
         await r.wait_for("fault_cleared")
+
+
+async def test_after_a_restart_an_old_buffered_sample_does_not_raise_again_a_cleared_fault(
+    broker: MosquittoBroker,
+) -> None:
+    """The trial's case: a sensor re-sends its older buffer after firegate restarted, when a newer
+    sample had already cleared the fault. The old values are kept (stored once), the fault is not
+    raised again; a new low value raises it as before."""
+    cfg = config(broker, points=HYDRANT)
+    sink, memory = MemorySink(), MemoryStatusMemory()
+    async with running(cfg, sink=sink, memory=memory, thresholds=THRESHOLDS) as r:
+        await publish(broker, "sensors/h", hydrant(0.12, T0))
+        await r.wait_for("fault_raised")
+        await publish(broker, "sensors/h", hydrant(0.30, T0 + timedelta(minutes=3)))
+        await r.wait_for("fault_cleared")
+    stale = counter("firegate_sensor_samples_total", result="stale")
+    async with running(cfg, sink=sink, memory=memory, thresholds=THRESHOLDS) as r:
+        await publish(broker, "sensors/h", hydrant(0.11, T0 + timedelta(minutes=1)))  # from before
+        await wait_until(lambda: counter("firegate_sensor_samples_total", result="stale") > stale)
+        await asyncio.sleep(0.3)
+        assert len([e for e in sink.events if e.type == "fault_raised"]) == 1
+        assert len([e for e in sink.events if e.type == "analog_value"]) == 3  # the old value kept
+        await publish(broker, "sensors/h", hydrant(0.10, T0 + timedelta(minutes=4)))  # new, low
+        await wait_until(lambda: len([e for e in sink.events if e.type == "fault_raised"]) == 2)
