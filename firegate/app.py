@@ -36,6 +36,8 @@ from firegate.forwarders.store import BUCKET as ALARMS_BUCKET
 from firegate.forwarders.store import AlarmStore
 from firegate.forwarders.supervise import restarting
 from firegate.gateway.remote import CommandServer
+from firegate.gateway.sensors.seen import BUCKET as SENSORS_BUCKET
+from firegate.gateway.sensors.seen import KvSeen
 from firegate.gateway.sensors.source import SensorSites, run_sources
 from firegate.gateway.sensors.source import readiness as sensor_readiness
 from firegate.gateway.serial.lines import PanelSites, run_lines, serial_lines
@@ -403,6 +405,7 @@ async def _run_locked(
                     lines = serial_lines(settings.panels, gateway)  # StartupError names panels.N.dialect
                     gateway_tasks.append(tg.create_task(run_lines(lines), name="serial lines"))
                     if settings.sensors.sources:
+                        seen_kv = await _setup(ensure_kv(js, SENSORS_BUCKET, replicas=replicas))
                         sensing = run_sources(
                             settings.sensors.sources,
                             ingest,
@@ -410,6 +413,7 @@ async def _run_locked(
                             sites=sensor_sites,
                             tls_context=tls_context,
                             ready=lambda s: late.bind("sensor_brokers", lambda: sensor_readiness(s)),
+                            seen=KvSeen(seen_kv),
                         )
                         gateway_tasks.append(tg.create_task(sensing, name="sensor sources"))
                     gateway_tasks.append(ingesting)

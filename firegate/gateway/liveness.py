@@ -58,6 +58,15 @@ class DeviceTracker:
         else:
             state.last_seen, state.last_seen_at, state.online, state.offline_since = now, wall, True, None
 
+    def restore(self, device: str, last_seen_at: datetime, online: bool) -> None:
+        """A device as a previous process left it (its last sign of life, and whether its offline
+        event was stored already), so that one silent since then still goes offline."""
+        if device in self.devices:
+            return  # heard from in this process already: that is newer
+        age = max(0.0, (datetime.now(UTC) - last_seen_at).total_seconds())
+        last_seen = time.monotonic() - age
+        self.devices[device] = DeviceState(last_seen, last_seen_at, online, None if online else last_seen)
+
     def is_online(self, device: str) -> bool:
         state = self.devices.get(device)
         return state is not None and state.online

@@ -49,6 +49,7 @@ from firegate.devicetime import device_local, device_time
 from firegate.gateway.liveness import DeviceTracker
 from firegate.gateway.sensors import metrics
 from firegate.gateway.sensors.mapping import Mapper
+from firegate.gateway.sensors.seen import MemorySeen, Seen, SeenStore
 from firegate.ingest import Ingest, Lane, Outcome, Report, carries_fire
 from firegate.ingest.normalize import point_key
 from firegate.ops.logging import Throttle
@@ -97,8 +98,11 @@ class SensorSource:
         sites: SensorSites | None = None,
         registry: Registry | None = None,
         tls_context: ssl.SSLContext | None = None,
+        seen: SeenStore | None = None,
     ) -> None:
         self.config = config
+        self.seen = seen or MemorySeen()
+        self._unsaved: dict[str, Seen] = {}  # last-seen changes not written to `seen` yet
         self.name = config.name
         self.ingest = ingest
         self.sites = sites or SensorSites(lambda device: device)
@@ -144,6 +148,7 @@ class SensorSource:
 
     async def run(self) -> None:
         """Until cancelled: stay subscribed, reconnecting with backoff; sweep liveness."""
+        await self._restore()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._sweeper(), name=f"sensor liveness {self.name}")
             await self._connect_loop()
@@ -395,6 +400,7 @@ class SensorSource:
             pending.waiting -= 1
             if outcome:
                 self.tracker.seen(device)
+                self._unsaved[device] = Seen(datetime.now(UTC), True)
             else:
                 pending.stored = False
             if pending.waiting == 0:
@@ -460,18 +466,43 @@ class SensorSource:
             offline += [
                 e.model_copy(update={"origin": self.origin}) for e in self.tracker.sweep(self.sites.site_of)
             ]
-            if not offline:
-                continue
-            try:
-                await self.ingest.store(offline, lane=Lane.LINK)
-            except Exception as e:
-                log.error(
-                    "sensor source %s: %d offline event(s) not stored, next sweep retries: %s",
-                    self.name,
-                    len(offline),
-                    e,
-                )
-                self.tracker.unsweep(offline)
+            if offline:
+                try:
+                    await self.ingest.store(offline, lane=Lane.LINK)
+                except Exception as e:
+                    log.error(
+                        "sensor source %s: %d offline event(s) not stored, next sweep retries: %s",
+                        self.name,
+                        len(offline),
+                        e,
+                    )
+                    self.tracker.unsweep(offline)
+                else:
+                    self._unsaved.update({e.device: Seen(e.last_seen, False) for e in offline})
+            await self._save()
+
+    async def _restore(self) -> None:
+        """The sensors a previous process heard from: one silent since goes offline here too."""
+        try:
+            known = await self.seen.load(self.name)
+        except Exception as e:  # without them, only sensors heard from again are watched
+            log.warning("sensor source %s: last-seen records not read: %r", self.name, e)
+            return
+        for device, seen in known.items():
+            self.tracker.restore(device, seen.at, seen.online)
+        if known:
+            log.info("sensor source %s: %d sensors known from before", self.name, len(known))
+
+    async def _save(self) -> None:
+        if not self._unsaved:
+            return
+        batch, self._unsaved = self._unsaved, {}
+        try:
+            await self.seen.save(self.name, batch)
+        except Exception as e:
+            why = "sensor source %s: last-seen not saved: %r"
+            self._throttle.log(f"seen.{self.name}", logging.WARNING, why, self.name, e)
+            self._unsaved = {**batch, **self._unsaved}  # newer changes win
 
 
 def _status_of(entry: SensorPoint) -> ComponentStatus:
@@ -504,6 +535,7 @@ async def run_sources(
     sites: SensorSites,
     tls_context: Callable[[Any, Any, Any], ssl.SSLContext | None],
     ready: Callable[[list[SensorSource]], None] | None = None,
+    seen: SeenStore | None = None,
 ) -> None:
     """Every configured source, until cancelled (what `firegate run` starts under the gateway role)."""
     registry = discover()
@@ -515,6 +547,7 @@ async def run_sources(
             sites=sites,
             registry=registry,
             tls_context=tls_context(c.tls_ca, c.tls_cert, c.tls_key),
+            seen=seen,
         )
         for c in configs
     ]

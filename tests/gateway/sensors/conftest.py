@@ -17,6 +17,7 @@ from firegate.bus.jetstream import tls_context
 from firegate.bus.kvmemory import MemoryStatusMemory, StatusMemory
 from firegate.config import SensorSource as SourceConfig
 from firegate.config import SensorThreshold
+from firegate.gateway.sensors.seen import SeenStore
 from firegate.gateway.sensors.source import SensorSites, SensorSource
 from firegate.ingest import Ingest
 from firegate.ingest.normalize import Normalizer
@@ -70,6 +71,7 @@ async def running(
     memory: StatusMemory | None = None,
     thresholds: dict[str, SensorThreshold] | None = None,
     wait_connected: bool = True,
+    seen: SeenStore | None = None,
 ) -> AsyncIterator[Running]:
     """A source and its ingest running for the block; cancelled after it (a stop, or a crash:
     nothing is acknowledged that was not stored)."""
@@ -78,7 +80,7 @@ async def running(
     sites = SensorSites(lambda device: device)
     ingest = Ingest(sink, Normalizer(memory, site_of=sites.site_of))
     tls = tls_context(cfg.tls_ca, cfg.tls_cert, cfg.tls_key)  # as `firegate run` makes it
-    source = SensorSource(cfg, ingest, thresholds=thresholds, sites=sites, tls_context=tls)
+    source = SensorSource(cfg, ingest, thresholds=thresholds, sites=sites, tls_context=tls, seen=seen)
     tasks = [asyncio.create_task(ingest.run()), asyncio.create_task(source.run())]
     try:
         if wait_connected:

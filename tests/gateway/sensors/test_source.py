@@ -22,10 +22,11 @@ from firegate.bus.events import (
 from firegate.bus.kvmemory import MemoryStatusMemory
 from firegate.codecs.sensors.meokon import MeokonFrame, encode
 from firegate.config import SensorThreshold
+from firegate.gateway.sensors.seen import MemorySeen
 from firegate.ingest.sink import MemorySink
 from tests.gateway.sensors.conftest import KeepAllSink, config, publish, running
 from tests.mqttbroker import MosquittoBroker
-from tests.natsserver import wait_until
+from tests.natsserver import nats_client, running_nats_server, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -313,3 +314,51 @@ async def test_after_a_restart_an_old_buffered_sample_does_not_raise_again_a_cle
         assert len([e for e in sink.events if e.type == "analog_value"]) == 3  # the old value kept
         await publish(broker, "sensors/h", hydrant(0.10, T0 + timedelta(minutes=4)))  # new, low
         await wait_until(lambda: len([e for e in sink.events if e.type == "fault_raised"]) == 2)
+
+
+async def test_a_sensor_silent_since_before_a_restart_still_goes_offline(broker: MosquittoBroker) -> None:
+    """The trial's case: detectors that reported, then firegate restarted, then they fell silent.
+    Their last-seen records outlive the process: they go offline after report_interval, once;
+    one that reports after the restart brings no second device_online; an offline one's return
+    is an online with its outage."""
+    cfg = config(
+        broker,
+        codec="json",
+        codec_options=SMOKE_OPTIONS,
+        points=SMOKE_POINTS,
+        topics=["smoke/+/up"],
+        device_topic_level=1,
+        report_interval=1.0,
+    )
+    seen, sink = MemorySeen(), MemorySink()
+    async with running(cfg, sink=sink, seen=seen) as r:
+        await publish(broker, "smoke/SMK-1/up", smoke("", T0))
+        await publish(broker, "smoke/SMK-2/up", smoke("", T0))
+        await r.wait_for("device_online", 2)
+        await wait_until(lambda: set(seen.data.get("test", {})) == {"SMK-1", "SMK-2"}, 10)
+    async with running(cfg, sink=sink, seen=seen) as r:
+        await publish(broker, "smoke/SMK-2/up", smoke("", T0 + timedelta(minutes=1)))
+        await wait_until(
+            lambda: any(e.type == "device_offline" and e.device == "SMK-1" for e in sink.events), 5
+        )
+        assert len(r.of("device_online")) == 2  # SMK-2 was online already: no new record
+        await wait_until(lambda: not seen.data["test"]["SMK-1"].online, 10)
+    async with running(cfg, sink=sink, seen=seen) as r:
+        await asyncio.sleep(1.5)  # SMK-1 was offline already: no second offline event for it
+        assert len([e for e in r.of("device_offline") if e.device == "SMK-1"]) == 1
+        await publish(broker, "smoke/SMK-1/up", smoke("", T0 + timedelta(minutes=5)))
+        back = await r.wait_for("device_online", 3)
+        assert back[-1].device == "SMK-1" and back[-1].outage_s  # type: ignore[attr-defined]
+
+
+async def test_last_seen_records_round_trip_through_the_kv_bucket(tmp_path: Path) -> None:
+    from firegate.bus.jetstream import ensure_kv
+    from firegate.gateway.sensors.seen import BUCKET, KvSeen, Seen
+
+    async with running_nats_server(tmp_path / "nats") as server, nats_client(server.url) as nc:
+        store = KvSeen(await ensure_kv(nc.jetstream(), BUCKET))
+        at = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+        await store.save("a", {"SMK-1": Seen(at, True), "SMK-2": Seen(at, False)})
+        await store.save("b", {"SMK-9": Seen(at, True)})
+        assert await store.load("a") == {"SMK-1": Seen(at, True), "SMK-2": Seen(at, False)}
+        assert await store.load("nobody") == {}
