@@ -289,8 +289,12 @@ async def _run_locked(
     sites = LiveSites(settings.sites)
     site_of, location_of = sites.site_of, sites.location_of
     sensor_sites = SensorSites(site_of)  # unregistered sensors: the site their topic or source names
-    site_of = sensor_sites.site_of
-    site_of = PanelSites(settings.panels, site_of).site_of  # a serial panel's configured site
+    # every frame asks its site: a layer only where it has something to say
+    if settings.sensors.sources:
+        site_of = sensor_sites.site_of
+    panel_sites = PanelSites(settings.panels, site_of)  # a serial panel's configured site
+    if panel_sites.sites:
+        site_of = panel_sites.site_of
     gateways: list[Gateway] = []
 
     def registered() -> dict[str, list[str]] | None:
