@@ -16,7 +16,7 @@ from firegate.aio import cancel_and_wait
 from firegate.bus.errors import NatsConnectError, NatsServerError, StreamConfigError
 from firegate.bus.jetstream import connect, connect_options, ensure_kv, tls_context
 from firegate.bus.kvmemory import BUCKET, KvStatusMemory
-from firegate.bus.permissions import refused_start
+from firegate.bus.permissions import identity, refused_start
 from firegate.bus.publisher import Publisher, PublisherSettings
 from firegate.bus.retention import StreamLayout, StreamWatch, ensure_streams
 from firegate.bus.server import EmbeddedNatsServer
@@ -24,7 +24,7 @@ from firegate.bus.sink import JetStreamSink
 from firegate.bus.spool import Spool
 from firegate.config import ROLES, Role, Settings, parse_host_port
 from firegate.devicetime import set_device_zone
-from firegate.errors import StartupError
+from firegate.errors import StartupError, mask_url
 from firegate.forwarders.courier import Courier, couriers_readiness, ensure_dead_letter_stream
 from firegate.forwarders.faults import BUCKET as FAULTS_BUCKET
 from firegate.forwarders.faults import FaultTracker
@@ -106,7 +106,12 @@ async def nats_connection(settings: Settings) -> AsyncIterator[NATS]:
                 **connect_options(settings.nats),
             )
         except NatsConnectError as e:
-            raise StartupError("nats.url", ",".join(settings.nats.urls), str(e)) from e
+            s = settings.nats
+            who = identity(s.user, s.creds_file, s.token is not None, s.nkey_file)
+            if e.refused_credentials and who.value:  # the server is there: who we said we are is wrong
+                raise StartupError(who.setting, who.value, str(e)) from e
+            urls = ",".join(mask_url(u) for u in s.urls)  # credentials in a URL are shown masked
+            raise StartupError("nats.url", urls, str(e)) from e
         try:
             yield nc
         finally:

@@ -6,10 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from firegate.errors import StartupError
+
+_T = TypeVar("_T")
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -214,38 +216,43 @@ def _deadletter(args: argparse.Namespace) -> int:
     async def go() -> int:
         nc = await _cli_connect(args.config)
         try:
-            js = nc.jetstream(timeout=5.0)
-            if args.action == "list":
-                rows = [d.row() for d in await dead_letters(js, args.limit)]
-                if args.json:
-                    print(json.dumps(rows, ensure_ascii=False))
-                elif not rows:
-                    print("no dead letters")
-                for r in rows if not args.json else []:
-                    print(
-                        f"{r['seq']:>6} {r['parked_at']} {r['destination']:<8} {r['reason']:<8} "
-                        f"{r['subject']} {r['event_id']}  {r['detail']}"
-                    )
-                return 0
-            if args.all:
-                chosen = await dead_letters(js, limit=1_000_000)
-            else:
-                found = [await dead_letter(js, seq) for seq in args.seq]
-                missing = [seq for seq, d in zip(args.seq, found, strict=True) if d is None]
-                if missing:
-                    sys.stderr.write(f"firegate deadletter replay: no dead letter {missing}\n")
-                    return 1
-                chosen = [d for d in found if isinstance(d, DeadLetter)]
-            done = await replay(js, chosen, stream)
-            print(f"replayed {len(done)} of {len(chosen)}: {done}")
-            return 0 if len(done) == len(chosen) else 1
+            return await _until_refused(nc, work(nc))
         finally:
             await nc.close()
+
+    async def work(nc: Any) -> int:
+        js = nc.jetstream(timeout=5.0)
+        if args.action == "list":
+            rows = [d.row() for d in await dead_letters(js, args.limit)]
+            if args.json:
+                print(json.dumps(rows, ensure_ascii=False))
+            elif not rows:
+                print("no dead letters")
+            for r in rows if not args.json else []:
+                print(
+                    f"{r['seq']:>6} {r['parked_at']} {r['destination']:<8} {r['reason']:<8} "
+                    f"{r['subject']} {r['event_id']}  {r['detail']}"
+                )
+            return 0
+        if args.all:
+            chosen = await dead_letters(js, limit=1_000_000)
+        else:
+            found = [await dead_letter(js, seq) for seq in args.seq]
+            missing = [seq for seq, d in zip(args.seq, found, strict=True) if d is None]
+            if missing:
+                sys.stderr.write(f"firegate deadletter replay: no dead letter {missing}\n")
+                return 1
+            chosen = [d for d in found if isinstance(d, DeadLetter)]
+        done = await replay(js, chosen, stream)
+        print(f"replayed {len(done)} of {len(chosen)}: {done}")
+        return 0 if len(done) == len(chosen) else 1
 
     from firegate.bus.errors import NatsConnectError
 
     try:
         return asyncio.run(go())
+    except _Refused:
+        pass  # said already
     except NatsConnectError as e:
         _unreachable(e)
     except Exception as e:
@@ -254,6 +261,14 @@ def _deadletter(args: argparse.Namespace) -> int:
 
 
 def _unreachable(error: Exception) -> None:
+    if "authorization violation" in str(error).lower():
+        sys.stderr.write(
+            f"firegate: the NATS server refused these credentials: {error}\n"
+            "  (they come from --config FILE's nats section, else FIREGATE_NATS__USER with\n"
+            "  FIREGATE_NATS__PASSWORD or FIREGATE_NATS__PASSWORD_FILE, FIREGATE_NATS__TOKEN[_FILE],\n"
+            "  FIREGATE_NATS__NKEY_FILE or FIREGATE_NATS__CREDS_FILE)\n"
+        )
+        return
     sys.stderr.write(
         f"firegate: cannot reach the running system over NATS: {error}\n"
         "  (its address: nats.url of --config FILE, else FIREGATE_NATS__URL; without a URL the embedded\n"
@@ -272,15 +287,41 @@ def _run_request(
     async def go() -> dict[str, Any]:
         nc = await _cli_connect(config)
         try:
-            return await ask(nc)
+            return await _until_refused(nc, ask(nc))
         finally:
             await nc.close()
 
     try:
         return asyncio.run(go())
+    except _Refused:
+        return None  # said already, when the server refused it
     except Exception as e:  # the operator is at a console: a message, never a traceback
         _unreachable(e)
         return None
+
+
+class _Refused(Exception):
+    """The NATS server refused what the command asked (printed as it came)."""
+
+
+async def _until_refused(nc: Any, work: Coroutine[Any, Any, _T]) -> _T:
+    """``work``, unless the server refuses part of it first: a refused request is dropped, and
+    waiting for its answer would only time out after the refusal was printed."""
+    import asyncio
+    import contextlib
+
+    task = asyncio.ensure_future(work)
+    refusal: asyncio.Future[str] | None = getattr(nc, "firegate_refusal", None)
+    if refusal is None:
+        return await task
+    either: list[asyncio.Future[Any]] = [task, refusal]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise _Refused(refusal.result())
 
 
 def _operator() -> str:
@@ -339,6 +380,7 @@ async def _cli_connect(config: str | None) -> Any:
                 options[option] = path
     who = f"NATS user {options['user']!r}" if options.get("user") else "these NATS credentials"
     refused: set[str] = set()
+    refusal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def quiet(e: Exception) -> None:  # nats-py's default prints a traceback per failure
         text = str(e)
@@ -350,13 +392,15 @@ async def _cli_connect(config: str | None) -> Any:
                 "ask the NATS administrator for that permission, or use a user allowed it "
                 "(nats.user of --config FILE, else FIREGATE_NATS__USER)\n"
             )
+            if not refusal.done():
+                refusal.set_result(text)
 
     from firegate.bus.errors import NatsConnectError
 
     urls = cli_nats_urls(config)
     try:
         async with asyncio.timeout(5):
-            return await nats.connect(
+            nc = await nats.connect(
                 urls,
                 connect_timeout=3,
                 max_reconnect_attempts=1,
@@ -366,6 +410,8 @@ async def _cli_connect(config: str | None) -> Any:
             )
     except Exception as e:
         raise NatsConnectError(urls, 3, e) from e
+    nc.firegate_refusal = refusal  # type: ignore[attr-defined]  # _until_refused's stop signal
+    return nc
 
 
 def _print_alarms(rows: list[Any]) -> None:

@@ -51,13 +51,12 @@ from firegate.configfile import (
     in_file_order,
     is_model,
     located,
-    mask_url,
     raise_problems,
     read_yaml,
     validation_items,
 )
 from firegate.devicetime import DEFAULT_ZONE, zone_named
-from firegate.errors import MISSING, ConfigError, ConfigProblem
+from firegate.errors import MISSING, ConfigError, ConfigProblem, mask_url
 from firegate.gateway.serial.config import Panels
 from firegate.secrets import FILE_SUFFIX, conflicts, secret_from_files
 

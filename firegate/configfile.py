@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import PydanticCustomError
 
-from firegate.errors import MISSING, ConfigError, ConfigProblem
+from firegate.errors import MISSING, ConfigError, ConfigProblem, mask_url
 
 
 def raise_problems(problems: list[tuple[str, str, object]]) -> None:
@@ -161,11 +161,6 @@ def _index(
 # validation errors -> ConfigError
 
 _SECRET_KEYS = {"password", "token"}
-_URL_PASSWORD = re.compile(r"(//[^:/@\s]+:)[^@/\s]+@")
-
-
-def mask_url(value: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", value)
 
 
 def _shown(path: tuple[str, ...], value: object) -> object:
@@ -267,6 +262,9 @@ def validation_items(exc: ValidationError, *, model: type[BaseModel]) -> list[It
             close = difflib.get_close_matches(loc[-1], _fields_at(model, loc[:-1]), n=1, cutoff=0.8)
             if close:
                 reason += f" (did you mean {close[0]!r}?)"
+            # its value is never shown: a misspelled `pasword` holds a secret all the same
+            items.append((loc, reason, MISSING))
+            continue
         items.append((loc, reason[:1].lower() + reason[1:], err.get("input", MISSING)))
     return items
 

@@ -6,6 +6,7 @@ builtin (``except ValueError``) still catch them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -75,3 +76,11 @@ class StartupError(FiregateError, RuntimeError):
         self.value = value
         self.reason = reason
         super().__init__(f"{key}: {reason} (got {value!r})")
+
+
+_URL_PASSWORD = re.compile(r"(//[^:/@\s]+:)[^@/\s]+@")
+
+
+def mask_url(url: str) -> str:
+    """A URL as it may be shown: the password in it (``nats://user:pw@host``) as ***."""
+    return _URL_PASSWORD.sub(r"\1***@", url)

@@ -7,7 +7,7 @@ catches them. Each carries the offending value as an attribute.
 
 from __future__ import annotations
 
-from firegate.errors import FiregateError
+from firegate.errors import FiregateError, mask_url
 
 
 class BusError(FiregateError):
@@ -50,7 +50,14 @@ class NatsConnectError(BusError, ConnectionError):
         self.urls = urls
         self.timeout = timeout
         why = f": {cause!r}" if cause is not None else ""
-        super().__init__(f"could not connect to NATS at {', '.join(urls)} within {timeout:g} s{why}")
+        shown = ", ".join(mask_url(u) for u in urls)
+        super().__init__(f"could not connect to NATS at {shown} within {timeout:g} s{why}")
+
+    @property
+    def refused_credentials(self) -> bool:
+        """The server answered, and refused who we said we are."""
+        return "authorization violation" in str(self).lower()
+
 
 
 class StreamConfigError(BusError, ValueError):

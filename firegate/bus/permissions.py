@@ -52,7 +52,8 @@ class PermissionViolation:
         return (
             f"the NATS server refused {self.operation} to {self.subject!r} for {identity}: that user "
             f"lacks the permission (nats-server config, see config/nats/permissions.conf), or the "
-            f"credentials are another role's"
+            f"credentials are another role's (the subject in lower case, as the client library "
+            f"reports it: the server's log names it as sent)"
         )
 
 

@@ -29,7 +29,16 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "nats"
 SHARED_FILES = ("permissions.conf", "accounts.conf", "accounts-nkeys.conf")
 START_TIMEOUT = 15.0
 # user -> example-only password (never a real one), and the server's variable for it
-USERS = ("gateway", "lifecycle", "forwarders", "dispatch119", "monitor", "seat-1", "seat-2")
+USERS = (
+    "gateway",
+    "lifecycle",
+    "forwarders",
+    "lifecycle-forwarders",
+    "dispatch119",
+    "monitor",
+    "seat-1",
+    "seat-2",
+)
 PASSWORDS = {user: f"example-only-{user}-pw-7Hq2" for user in USERS}
 
 

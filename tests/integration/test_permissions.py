@@ -346,10 +346,11 @@ async def test_a_fire_goes_from_device_to_119_through_roles_each_with_its_own_us
             ),
             _role(tmp_path, "forwarders", server.url, forwarders_config),
         ]
-        seat_env = clean_env(
+        (tmp_path / "seat-1.pw").write_text(PASSWORDS["seat-1"] + "\n")
+        seat_env = clean_env(  # the seat's password from a file, as the guide shows a seat set up
             FIREGATE_NATS__URL=server.url,
             FIREGATE_NATS__USER="seat-1",
-            FIREGATE_NATS__PASSWORD=PASSWORDS["seat-1"],
+            FIREGATE_NATS__PASSWORD_FILE=str(tmp_path / "seat-1.pw"),
         )
         outputs: list[str] = []
         try:
@@ -403,10 +404,17 @@ async def test_a_fire_goes_from_device_to_119_through_roles_each_with_its_own_us
                 assert (row["decided_by"], row["decided_by_user"]) == ("zhang", "OPS/seat-1")
 
                 # the seat's CLI cannot reach what is not its job, and says why
+                started = time.monotonic()
                 denied = await _cli(seat_env, "deadletter", "list")
                 outputs.append(denied.stdout + denied.stderr)
                 assert denied.returncode != 0
                 assert "refused" in denied.stderr and "seat-1" in denied.stderr, denied.stderr
+                assert "Timeout" not in denied.stderr and time.monotonic() - started < 4  # no wait
+                started = time.monotonic()
+                denied = await _cli(seat_env, "device", "889", "read", "--type", "81")
+                outputs.append(denied.stdout + denied.stderr)
+                assert denied.returncode != 0 and "refused" in denied.stderr, denied.stderr
+                assert time.monotonic() - started < 4  # not the command's 45 s timeout
             checked = await _cli(clean_env(), "config", "check", str(forwarders_config))
             outputs.append(checked.stdout + checked.stderr)
             assert checked.returncode == 0, checked
@@ -424,6 +432,25 @@ async def test_a_fire_goes_from_device_to_119_through_roles_each_with_its_own_us
         assert "incident" in logs and "OPS/seat-1" in logs  # the logs were written, at DEBUG
         everything = logs + "\n".join(outputs) + server.log_text()
         assert leaked(everything) == [], "a password appears in a log or in CLI output"
+
+
+async def test_lifecycle_and_forwarders_in_one_process_with_their_shipped_user(tmp_path: Path) -> None:
+    """The guide's usual split: `--role lifecycle --role forwarders` as `lifecycle-forwarders`
+    becomes ready (its consumers, buckets and the dead-letter stream allowed), with no violation."""
+    async with shipped_single(tmp_path) as server:
+        fg = Firegate(tmp_path, "--role", "lifecycle", "--role", "forwarders")
+        fg.env.update(
+            FIREGATE_NATS__URL=server.url,
+            FIREGATE_NATS__USER="lifecycle-forwarders",
+            FIREGATE_NATS__PASSWORD=PASSWORDS["lifecycle-forwarders"],
+            FIREGATE_NATS__INBOX_PREFIX=inbox_prefix("lifecycle-forwarders"),
+            FIREGATE_DISPATCH119__URL="http://127.0.0.1:9/",
+        )
+        try:
+            await asyncio.to_thread(fg.start)  # returns once /readyz answers 200
+        finally:
+            fg.kill_all()
+        assert server.violations() == []
 
 
 def _spawn(fg: Firegate) -> None:
@@ -477,6 +504,43 @@ async def test_a_role_started_with_another_roles_user_stops_naming_user_subject_
         assert "refused publish to '$js.api.stream.info.kv_fire_alarms'" in last["msg"]
         assert "NATS user 'gateway' (nats.user)" in last["msg"]
         assert leaked(text) == []
+
+
+async def test_a_wrong_password_stops_naming_the_user_and_shows_no_password(tmp_path: Path) -> None:
+    """The server is there and refuses who we say we are: the credentials' key, not nats.url;
+    a password in the URL is never shown."""
+    async with shipped_single(tmp_path) as server:
+        fg = Firegate(tmp_path, "--role", "gateway")
+        url = server.url.replace("nats://", "nats://gateway:not-the-pw-LEAKME7@")
+        fg.env.update(FIREGATE_NATS__URL=url, FIREGATE_NATS__INBOX_PREFIX=inbox_prefix("gateway"))
+        await asyncio.to_thread(_spawn, fg)
+        try:
+            assert fg.proc is not None
+            code = await asyncio.to_thread(fg.proc.wait, 30)
+        finally:
+            fg.kill_all()
+        text = fg.log.read_text()
+        assert code == 1 and "LEAKME7" not in text, text[-2000:]
+        (last,) = [x for x in _log_lines(fg) if x["msg"].startswith("cannot start")]
+        assert last["key"] == "nats.url" and "***" in last["value"]  # the URL carried them
+        (tmp_path / "two").mkdir()
+        fg2 = Firegate(tmp_path / "two", "--role", "gateway")
+        fg2.env.update(
+            FIREGATE_NATS__URL=server.url,
+            FIREGATE_NATS__USER="gateway",
+            FIREGATE_NATS__PASSWORD="not-the-pw-LEAKME7",
+            FIREGATE_NATS__INBOX_PREFIX=inbox_prefix("gateway"),
+        )
+        await asyncio.to_thread(_spawn, fg2)
+        try:
+            assert fg2.proc is not None
+            code = await asyncio.to_thread(fg2.proc.wait, 30)
+        finally:
+            fg2.kill_all()
+        text = fg2.log.read_text()
+        assert code == 1 and "LEAKME7" not in text, text[-2000:]
+        (last,) = [x for x in _log_lines(fg2) if x["msg"].startswith("cannot start")]
+        assert (last["key"], last["value"]) == ("nats.user", "gateway")
 
 
 async def test_a_role_without_its_inbox_prefix_stops_naming_the_setting(tmp_path: Path) -> None:

@@ -280,7 +280,7 @@ def test_env_json_problems_name_the_key_and_the_variable(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError) as info:
         load_settings(None)
     assert str(info.value) == (
-        "faults.mqtt.0.topic_prefx: unknown key (did you mean 'topic_prefix'?) (got 'a') "
+        "faults.mqtt.0.topic_prefx: unknown key (did you mean 'topic_prefix'?) "
         "[env FIREGATE_FAULTS__MQTT]"
     )
 
@@ -604,3 +604,16 @@ def test_env_section_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(None)
     assert [(p.key, p.where) for p in info.value.problems] == [("nats", "env FIREGATE_NATS")]
+
+
+def test_a_misspelled_secret_key_is_named_and_its_value_never_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "nats:\n  user: gateway\n  pasword: SECRETtypo55\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "nats.pasword: unknown key (did you mean 'password'?)" in str(info.value)
+    assert "SECRETtypo55" not in str(info.value)
+    assert config_check(path) == 1
+    out, err = capsys.readouterr()
+    assert "nats.pasword" in err and "SECRETtypo55" not in out + err
