@@ -26,7 +26,7 @@ def line_codecs(
         try:
             codec = registry.line_codec(panel.dialect)
         except UnknownCodec as e:
-            yield i, None, ConfigProblem(f"{key}.dialect", str(e), panel.dialect)
+            yield i, None, ConfigProblem(f"{key}.dialect", str(e), panel.dialect, where=_broken(e, registry))
             continue
         except Exception as e:  # a plugin that fails to make its codec (a broken dialect file)
             yield i, None, ConfigProblem(f"{key}.dialect", f"{type(e).__name__}: {e}", panel.dialect)
@@ -36,6 +36,14 @@ def line_codecs(
             yield i, None, ConfigProblem(f"{key}.mode", why, panel.mode)
             continue
         yield i, codec, None
+
+
+BROKEN = "broken plugin"  # a ConfigProblem's `where` when the dialect is installed but broken
+
+
+def _broken(error: UnknownCodec, registry: Registry) -> str | None:
+    """Installed but failing to load: an install problem, not a typo in the configuration."""
+    return BROKEN if error.name in registry.broken else None
 
 
 def dialect_problems(panels: Sequence[Panel], registry: Registry | None = None) -> list[ConfigProblem]:

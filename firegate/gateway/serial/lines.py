@@ -6,16 +6,19 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from firegate.codecs.api import LineSettings
 from firegate.codecs.registry import Registry, discover
 from firegate.errors import StartupError
 from firegate.forwarders.supervise import restarting
+from firegate.gateway.liveness import DeviceTracker
 from firegate.gateway.serial.config import Panel
-from firegate.gateway.serial.dialects import line_codecs
+from firegate.gateway.serial.dialects import BROKEN, line_codecs
 from firegate.gateway.serial.line import PanelLine
 from firegate.gateway.serial.points import points_of
-from firegate.gateway.serial.port import SerialLine
+from firegate.gateway.serial.port import LineProtocol, PortSettings, SerialLine
 from firegate.gateway.serial.uitd import UitdLine
 from firegate.gateway.server import Gateway
+from firegate.ingest import Ingest
 
 log = logging.getLogger("firegate.gateway.serial")
 
@@ -29,9 +32,13 @@ def serial_lines(
     if panels and registry is None:
         registry = discover()
     for i, codec, problem in line_codecs(panels, registry or Registry()):
+        panel, key = panels[i], f"panels.{i}"
+        if problem is not None and problem.where == BROKEN and panel.device is not None:
+            # a plugin that fails to load costs its own panels, never the other inputs
+            lines.append(BrokenLine(panel, key, problem.reason, gateway.ingest, gateway.site_of))
+            continue
         if problem is not None:
             raise StartupError(problem.key, problem.value, problem.reason)
-        panel, key = panels[i], f"panels.{i}"
         if codec is None:
             lines.append(UitdLine(panel, key, gateway))
             continue
@@ -41,6 +48,49 @@ def serial_lines(
             raise StartupError(f"{key}.points_file", str(panel.points_file), str(e)) from e
         lines.append(PanelLine(panel, key, codec, gateway.ingest, site_of=gateway.site_of, points=points))
     return lines
+
+
+class BrokenLine(SerialLine):
+    """A panel whose dialect's plugin does not load: its link is down (one offline event, a
+    fault the operators see) and the reason is logged, while every other input runs."""
+
+    def __init__(
+        self, panel: Panel, key: str, reason: str, ingest: Ingest, site_of: Callable[[str], str]
+    ) -> None:
+        super().__init__(panel, key, PortSettings.of(panel, LineSettings()))
+        assert panel.device is not None
+        self.device = panel.device
+        self.reason = reason
+        self.ingest = ingest
+        self.site = panel.site or site_of(panel.device)
+
+    def protocol(self) -> LineProtocol:
+        raise NotImplementedError  # never opened
+
+    def opened(self, protocol: LineProtocol) -> None:
+        raise NotImplementedError
+
+    def lost(self, protocol: LineProtocol) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        self.log.error(
+            "%s.dialect: the codec plugin %r does not load, this panel is not read: %s",
+            self.key,
+            self.panel.dialect,
+            self.reason,
+        )
+        tracker = DeviceTracker(idle_timeout=-1.0)
+        tracker.seen(self.device)
+        offline = tracker.sweep(lambda _device: self.site)
+        while True:
+            try:
+                await self.ingest.store(offline)
+                break
+            except Exception as e:
+                self.throttle.log("link_not_stored", logging.WARNING, "panel link event not stored: %s", e)
+                await asyncio.sleep(1.0)
+        await asyncio.Event().wait()  # until cancelled: nothing to read
 
 
 async def run_lines(lines: Sequence[SerialLine]) -> None:
