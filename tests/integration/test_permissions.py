@@ -453,6 +453,16 @@ async def test_lifecycle_and_forwarders_in_one_process_with_their_shipped_user(t
         assert server.violations() == []
 
 
+async def _start_failing(fg: Firegate) -> int | None:
+    """`firegate run` that must stop by itself: its exit status (it is killed after 30 s)."""
+    await asyncio.to_thread(_spawn, fg)
+    try:
+        assert fg.proc is not None
+        return await asyncio.to_thread(fg.proc.wait, 30)
+    finally:
+        fg.kill_all()
+
+
 def _spawn(fg: Firegate) -> None:
     """`firegate run` without waiting for it to be ready (it never will be here)."""
     with fg.log.open("ab") as out:
@@ -491,12 +501,7 @@ async def test_a_role_started_with_another_roles_user_stops_naming_user_subject_
             FIREGATE_NATS__PASSWORD=PASSWORDS["gateway"],
             FIREGATE_NATS__INBOX_PREFIX=inbox_prefix("gateway"),
         )
-        await asyncio.to_thread(_spawn, fg)
-        try:
-            assert fg.proc is not None
-            code = await asyncio.to_thread(fg.proc.wait, 30)
-        finally:
-            fg.kill_all()
+        code = await _start_failing(fg)
         text = fg.log.read_text()
         assert code == 1 and "Traceback" not in text, text[-3000:]
         (last,) = [x for x in _log_lines(fg) if x["msg"].startswith("cannot start")]
@@ -513,12 +518,7 @@ async def test_a_wrong_password_stops_naming_the_user_and_shows_no_password(tmp_
         fg = Firegate(tmp_path, "--role", "gateway")
         url = server.url.replace("nats://", "nats://gateway:not-the-pw-LEAKME7@")
         fg.env.update(FIREGATE_NATS__URL=url, FIREGATE_NATS__INBOX_PREFIX=inbox_prefix("gateway"))
-        await asyncio.to_thread(_spawn, fg)
-        try:
-            assert fg.proc is not None
-            code = await asyncio.to_thread(fg.proc.wait, 30)
-        finally:
-            fg.kill_all()
+        code = await _start_failing(fg)
         text = fg.log.read_text()
         assert code == 1 and "LEAKME7" not in text, text[-2000:]
         (last,) = [x for x in _log_lines(fg) if x["msg"].startswith("cannot start")]
@@ -531,12 +531,7 @@ async def test_a_wrong_password_stops_naming_the_user_and_shows_no_password(tmp_
             FIREGATE_NATS__PASSWORD="not-the-pw-LEAKME7",
             FIREGATE_NATS__INBOX_PREFIX=inbox_prefix("gateway"),
         )
-        await asyncio.to_thread(_spawn, fg2)
-        try:
-            assert fg2.proc is not None
-            code = await asyncio.to_thread(fg2.proc.wait, 30)
-        finally:
-            fg2.kill_all()
+        code = await _start_failing(fg2)
         text = fg2.log.read_text()
         assert code == 1 and "LEAKME7" not in text, text[-2000:]
         (last,) = [x for x in _log_lines(fg2) if x["msg"].startswith("cannot start")]
@@ -551,12 +546,7 @@ async def test_a_role_without_its_inbox_prefix_stops_naming_the_setting(tmp_path
             FIREGATE_NATS__USER="gateway",
             FIREGATE_NATS__PASSWORD=PASSWORDS["gateway"],
         )
-        await asyncio.to_thread(_spawn, fg)
-        try:
-            assert fg.proc is not None
-            code = await asyncio.to_thread(fg.proc.wait, 30)
-        finally:
-            fg.kill_all()
+        code = await _start_failing(fg)
         (last,) = [x for x in _log_lines(fg) if x["msg"].startswith("cannot start")]
         assert code == 1 and last["key"] == "nats.inbox_prefix", last
         assert "set nats.inbox_prefix" in last["msg"] and "NATS user 'gateway'" in last["msg"]
