@@ -94,11 +94,14 @@ def _list(registry: Registry, as_json: bool) -> int:
         }
         print(json.dumps(doc, ensure_ascii=False))
         return 0
-    print(f"{'NAME':<16} {'KIND':<8} {'SOURCE':<48} SUMMARY")
+    # the source (distribution and object) last: it is long, and the columns before it stay aligned
+    from firegate.ops.terminal import cell
+
+    print(f"{'NAME':<16} {'KIND':<8} {'SUMMARY':<60} SOURCE")
     for c in codecs:
-        print(f"{c.name:<16} {c.kind:<8} {c.source:<48} {c.summary}")
+        print(f"{cell(c.name, 16)} {c.kind:<8} {cell(c.summary, 60)} {c.source}")
     for b in broken:
-        print(f"{b.name:<16} {'BROKEN':<8} {b.source:<48} {b.reason}")
+        print(f"{cell(b.name, 16)} {'BROKEN':<8} {cell(b.reason, 60)} {b.source}")
     return 0
 
 
