@@ -36,6 +36,7 @@ async def cancel_and_wait(
     while pending:
         _, pending = await asyncio.wait(pending, timeout=every)
         for task in pending:
-            log.warning("task %s still running %g s after it was cancelled; cancelling again",
-                        task.get_name(), every)
+            log.warning(
+                "task %s still running %g s after it was cancelled; cancelling again", task.get_name(), every
+            )
             task.cancel()

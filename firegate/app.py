@@ -285,9 +285,7 @@ async def run(settings: Settings) -> None:
         lock.release()
 
 
-async def _run_locked(
-    settings: Settings, roles: set[Role], stop: asyncio.Event, data_dir: Path
-) -> None:
+async def _run_locked(settings: Settings, roles: set[Role], stop: asyncio.Event, data_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     if "gateway" in roles:
         log.info("open files limit %s", raise_nofile_limit())  # one descriptor per UITD connection

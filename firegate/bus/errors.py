@@ -59,7 +59,6 @@ class NatsConnectError(BusError, ConnectionError):
         return "authorization violation" in str(self).lower()
 
 
-
 class StreamConfigError(BusError, ValueError):
     """A stream or KV bucket could not be created or updated as asked."""
 

@@ -78,9 +78,12 @@ class _ConnectionLog:
             key = (violation.operation, violation.subject)
             if key not in self._refused:
                 self._refused.add(key)
-                log.error("NATS (%s): %s; what needs it is retried, and not ready meanwhile",
-                          self.name, violation.explain(str(self.who)),
-                          extra={"subject": violation.subject, "operation": violation.operation})
+                log.error(
+                    "NATS (%s): %s; what needs it is retried, and not ready meanwhile",
+                    self.name,
+                    violation.explain(str(self.who)),
+                    extra={"subject": violation.subject, "operation": violation.operation},
+                )
             return
         # A reset or timeout after a refusal (auth, TLS) must not hide the refusal.
         plain = isinstance(e, (ConnectionError, TimeoutError, EOFError)) and not isinstance(e, ssl.SSLError)

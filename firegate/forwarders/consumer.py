@@ -48,8 +48,12 @@ async def subscribe(
     else:
         config.filter_subjects = list(subjects)
     if not existed:  # says why events from before this start are delivered now
-        log.info("consumer %s created: it takes %s from %s on", durable, ", ".join(subjects),
-                 start.isoformat(timespec="seconds"))
+        log.info(
+            "consumer %s created: it takes %s from %s on",
+            durable,
+            ", ".join(subjects),
+            start.isoformat(timespec="seconds"),
+        )
     return await js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
 
 
@@ -107,6 +111,11 @@ async def _update_existing(
             filter_subjects=None if one else filters,
         ),
     )
-    log.info("consumer %s updated: ack_wait %s s, max_ack_pending %s, subjects %s",
-             durable, ack_wait, max_ack_pending, ", ".join(filters))
+    log.info(
+        "consumer %s updated: ack_wait %s s, max_ack_pending %s, subjects %s",
+        durable,
+        ack_wait,
+        max_ack_pending,
+        ", ".join(filters),
+    )
     return True

@@ -132,8 +132,15 @@ class Courier:
         # a new destination starts with what it could still deliver (max_age), not the stream's
         # whole history: a new 119 endpoint must not get last year's fires
         s = self.settings
-        return await subscribe(self.js, self.stream, s.durable, s.subjects, start_window=s.max_age,
-                               ack_wait=s.ack_wait, max_ack_pending=s.max_in_flight)
+        return await subscribe(
+            self.js,
+            self.stream,
+            s.durable,
+            s.subjects,
+            start_window=s.max_age,
+            ack_wait=s.ack_wait,
+            max_ack_pending=s.max_in_flight,
+        )
 
     def link_problem(self) -> str | None:
         """For a destination that keeps a connection (MQTT): what is wrong with it, else None."""
@@ -195,8 +202,7 @@ class Courier:
             try:
                 sub = await self._subscribe()
             except (TimeoutError, nats.errors.Error) as e:
-                log.warning("%s forwarder: cannot open consumer %s: %r", self.label,
-                            self.settings.durable, e)
+                log.warning("%s forwarder: cannot open consumer %s: %r", self.label, self.settings.durable, e)
                 await asyncio.sleep(1.0)
                 continue
             self.ready.set()
@@ -287,7 +293,10 @@ class Courier:
             stop_if_cancelled()
             attempt += 1
             delivery = Delivery(
-                event=event, subject=msg.subject, data=msg.data, stream_seq=meta.sequence.stream,
+                event=event,
+                subject=msg.subject,
+                data=msg.data,
+                stream_seq=meta.sequence.stream,
                 attempt=attempt,
             )
             try:
@@ -300,8 +309,12 @@ class Courier:
             except DeliveryError as e:
                 failure = e
             except Exception as e:  # a destination bug must not lose the event: retry it
-                log.exception("%s forwarder: unexpected error delivering %s", self.label, event.id,
-                              extra={"device": event.device, "event_id": event.id})
+                log.exception(
+                    "%s forwarder: unexpected error delivering %s",
+                    self.label,
+                    event.id,
+                    extra={"device": event.device, "event_id": event.id},
+                )
                 failure = DeliveryFailed("internal", repr(e))
             else:
                 m.forward_attempts.labels(destination=self.label, result="accepted").inc()
@@ -309,8 +322,13 @@ class Courier:
                 if self.on_accepted is not None:
                     self.on_accepted(delivery)
                 if attempt > 1:  # closes the retry warnings above it in the log
-                    log.info("%s forwarder: %s delivered at attempt %d", self.label, event.id, attempt,
-                             extra={"device": event.device, "event_id": event.id, "attempt": attempt})
+                    log.info(
+                        "%s forwarder: %s delivered at attempt %d",
+                        self.label,
+                        event.id,
+                        attempt,
+                        extra={"device": event.device, "event_id": event.id, "attempt": attempt},
+                    )
                 await self._ack(msg)
                 return
             m.forward_attempts.labels(destination=self.label, result="failed").inc()
@@ -323,9 +341,14 @@ class Courier:
             else:
                 m.forward_retries.labels(destination=self.label).inc()
                 if attempt == 1 or attempt % 10 == 0:
-                    log.warning("%s forwarder: %s not delivered (attempt %d, %s), retrying",
-                                self.label, event.id, attempt, failure,
-                                extra={"device": event.device, "event_id": event.id, "attempt": attempt})
+                    log.warning(
+                        "%s forwarder: %s not delivered (attempt %d, %s), retrying",
+                        self.label,
+                        event.id,
+                        attempt,
+                        failure,
+                        extra={"device": event.device, "event_id": event.id, "attempt": attempt},
+                    )
             await asyncio.sleep(random.uniform(0, delay))  # full jitter; the heartbeat holds it
             delay = min(delay * 2, self.settings.backoff_max)
 
@@ -334,8 +357,9 @@ class Courier:
             await msg.ack_sync(timeout=5.0)
         except (TimeoutError, nats.errors.Error) as e:
             # the destination has it; a redelivery is answered by its idempotency key
-            log.warning("%s forwarder: ack of seq %d not confirmed: %r", self.label,
-                        msg.metadata.sequence.stream, e)
+            log.warning(
+                "%s forwarder: ack of seq %d not confirmed: %r", self.label, msg.metadata.sequence.stream, e
+            )
 
     async def _dead_letter(self, msg: Msg, event: Envelope | None, reason: str, detail: str) -> bool:
         """Park the message in the dead-letter stream; True once stored (then it is acked)."""
@@ -355,16 +379,27 @@ class Courier:
         try:
             await self.js.publish(subject, msg.data, timeout=5.0, stream=DEAD_LETTER_STREAM, headers=headers)
         except (TimeoutError, nats.errors.Error) as e:
-            log.error("%s forwarder: cannot dead-letter seq %d (%r): kept and retried",
-                      self.label, msg.metadata.sequence.stream, e,
-                      extra={"device": event.device if event is not None else None})
+            log.error(
+                "%s forwarder: cannot dead-letter seq %d (%r): kept and retried",
+                self.label,
+                msg.metadata.sequence.stream,
+                e,
+                extra={"device": event.device if event is not None else None},
+            )
             return False
         m.forward_dead_letters.labels(destination=self.label, reason=reason).inc()
         log.error(
             "%s forwarder: DEAD LETTER %s (%s: %s) -> %s",
-            self.label, event.id if event is not None else msg.subject, reason, detail, subject,
-            extra={"device": event.device if event is not None else None,
-                   "event_id": event.id if event is not None else None, "reason": reason},
+            self.label,
+            event.id if event is not None else msg.subject,
+            reason,
+            detail,
+            subject,
+            extra={
+                "device": event.device if event is not None else None,
+                "event_id": event.id if event is not None else None,
+                "reason": reason,
+            },
         )
         await self._ack(msg)
         return True

@@ -63,8 +63,11 @@ async def dead_letters(js: JetStreamContext, limit: int = 1000) -> list[DeadLett
                 msg = await sub.next_msg(timeout=2.0)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
-            out.append(_letter(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data,
-                               msg.metadata.timestamp))
+            out.append(
+                _letter(
+                    msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data, msg.metadata.timestamp
+                )
+            )
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

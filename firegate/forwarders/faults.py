@@ -48,7 +48,6 @@ QUEUE = "firegate-faults"
 MARKER_KEEP = timedelta(days=1)  # a cleared fault's marker outlives any redelivery or replay
 
 
-
 class OpenFault(BaseModel):
     """One fault of one point: open, or cleared (kept a while as a marker, so a raise or a clear
     handled late, out of order by another instance or a redelivery, cannot reopen or close the
@@ -168,8 +167,9 @@ class FaultTracker:
 
     async def _consume(self) -> None:
         subjects = ["fire.fault.>", "fire.device.>"]
-        sub = await subscribe(self.js, self.stream, self.durable, subjects,
-                              start_window=self.catch_up, ack_wait=30.0)
+        sub = await subscribe(
+            self.js, self.stream, self.durable, subjects, start_window=self.catch_up, ack_wait=30.0
+        )
         await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
@@ -209,9 +209,7 @@ class FaultTracker:
             fault_repair_seconds.observe((closed.cleared_at - closed.raised_at).total_seconds())
 
     @staticmethod
-    def _fault(
-        event: Envelope, condition: str, condition_zh: str | None, point: Point | None
-    ) -> OpenFault:
+    def _fault(event: Envelope, condition: str, condition_zh: str | None, point: Point | None) -> OpenFault:
         return OpenFault(
             device=event.device,
             site=event.site,

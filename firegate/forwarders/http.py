@@ -118,9 +118,7 @@ class HttpPoster:
                 status = response.status
                 text = (await response.read())[: _SNIPPET * 4].decode("utf-8", "replace")
         except TimeoutError as e:  # aiohttp's connect and read timeouts are TimeoutErrors too
-            raise DeliveryFailed(
-                "timeout", f"no answer from {self._shown} within {self.timeout} s"
-            ) from e
+            raise DeliveryFailed("timeout", f"no answer from {self._shown} within {self.timeout} s") from e
         except (aiohttp.ClientError, OSError) as e:
             reason = "tls" if _is_tls_failure(e) else "connect"
             raise DeliveryFailed(reason, f"{self._shown}: {type(e).__name__}: {e}") from e

@@ -111,8 +111,14 @@ class AlarmRecord(BaseModel):
     def point_key(self) -> tuple[object, ...]:
         """The detector this alarm comes from: a repeat of it is a duplicate."""
         p = self.point
-        return (self.device, self.source, p.system_type, p.system_address, p.component_type,
-                p.component_address)
+        return (
+            self.device,
+            self.source,
+            p.system_type,
+            p.system_address,
+            p.component_type,
+            p.component_address,
+        )
 
     @property
     def location(self) -> str | None:

@@ -143,8 +143,14 @@ class Lifecycle:
     async def _consume(self) -> None:
         # a new lifecycle takes the recent alarms only (catch_up): an upgrade must not file, and
         # escalate to 119, months of old alarms
-        sub = await subscribe(self.js, self.stream, self.durable, ["fire.alarm.>"],
-                              start_window=self.catch_up, ack_wait=self.ack_wait)
+        sub = await subscribe(
+            self.js,
+            self.stream,
+            self.durable,
+            ["fire.alarm.>"],
+            start_window=self.catch_up,
+            ack_wait=self.ack_wait,
+        )
         await pull_forever(sub, self._take, self.ready)
 
     async def _take(self, msg: Msg) -> None:
@@ -170,9 +176,14 @@ class Lifecycle:
         except Exception as e:  # one alarm's trouble never holds up the rest of the batch
             m.lifecycle_errors.labels(reason="ingest").inc()
             transient = isinstance(e, TimeoutError | nats.errors.Error | Conflict)
-            log.log(logging.WARNING if transient else logging.ERROR,
-                    "alarm lifecycle: %s not filed yet, redelivered: %r", event.id, e,
-                    exc_info=not transient, extra={"device": event.device, "event_id": event.id})
+            log.log(
+                logging.WARNING if transient else logging.ERROR,
+                "alarm lifecycle: %s not filed yet, redelivered: %r",
+                event.id,
+                e,
+                exc_info=not transient,
+                extra={"device": event.device, "event_id": event.id},
+            )
             with contextlib.suppress(Exception):  # backs off to a minute for a lasting failure
                 await msg.nak(delay=min(60.0, 2.0 ** min(msg.metadata.num_delivered, 6)))
             return
@@ -262,8 +273,13 @@ class Lifecycle:
                 return kept[0]
             m.alarms_ingested.labels(result="new").inc()
             self.view[incident.id] = incident
-            log.info("incident %s opened at site %s by alarm %s", incident.id, event.site, event.id,
-                     extra={"device": event.device, "site": event.site, "incident": incident.id})
+            log.info(
+                "incident %s opened at site %s by alarm %s",
+                incident.id,
+                event.site,
+                event.id,
+                extra={"device": event.device, "site": event.site, "incident": incident.id},
+            )
             return incident
         raise Conflict(f"head.{head_key}")
 
@@ -344,13 +360,21 @@ class Lifecycle:
         m.alarm_transitions.labels(state=incident.state, how=how).inc()
         m.alarm_decision_seconds.labels(how=how).observe((now - incident.opened_at).total_seconds())
         level = logging.WARNING if incident.state == "confirmed" else logging.INFO
-        log.log(level, "incident %s %s by %s%s%s", incident.id, incident.state, by,
-                f" (NATS user {user})" if user else "", f" as {reason}" if reason else "")
+        log.log(
+            level,
+            "incident %s %s by %s%s%s",
+            incident.id,
+            incident.state,
+            by,
+            f" (NATS user {user})" if user else "",
+            f" as {reason}" if reason else "",
+        )
         try:
             await self._flush(incident.id)
         except (TimeoutError, nats.errors.Error, Conflict) as e:
-            log.warning("incident %s: decision stored, its event not yet published (retried): %r",
-                        incident.id, e)
+            log.warning(
+                "incident %s: decision stored, its event not yet published (retried): %r", incident.id, e
+            )
         return incident, True
 
     def _resolve(self, some_id: str) -> str | None:
@@ -566,4 +590,3 @@ def site_info_lookup(registry_sites: Callable[[str], Any]) -> Callable[[str], Si
         )
 
     return lookup
-

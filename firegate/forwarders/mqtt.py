@@ -417,9 +417,7 @@ class MqttFaultDestination:
                 faults = await self.open_faults()
         except Exception as e:
             log.warning("MQTT %s: cannot read the open faults to publish again: %r", self._where, e)
-            raise DeliveryFailed(
-                "republish", f"{self._where}: open faults not readable: {e!r}"
-            ) from e
+            raise DeliveryFailed("republish", f"{self._where}: open faults not readable: {e!r}") from e
         messages = [m for event, rebuilt in faults if (m := self.state_message(event, rebuilt=rebuilt))]
         for start in range(0, len(messages), _REPUBLISH_PARALLEL):
             batch = messages[start : start + _REPUBLISH_PARALLEL]

@@ -145,4 +145,3 @@ class AlarmStore:
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
-

@@ -34,6 +34,7 @@ SCHEMAS = schema.build_schemas()
 ASYNCAPI = schema.build_asyncapi()
 EXAMPLES = {e.type: e for e in schema.example_events()}
 
+
 def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(SCHEMAS[name], format_checker=FORMATS)
 

@@ -77,8 +77,9 @@ class Rig:
     def courier(self, **settings: Any) -> Courier:
         options: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.2, "ack_wait": 2.0}
         options.update(settings)
-        poster = HttpPoster(self.fake.url, name="119", timeout=1.0, body=incident_body,
-                            idempotency_key=incident_key)
+        poster = HttpPoster(
+            self.fake.url, name="119", timeout=1.0, body=incident_body, idempotency_key=incident_key
+        )
         return Courier(
             self.js,
             poster,
@@ -308,8 +309,9 @@ async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> Non
     env = dict(os.environ, FIREGATE_NATS__URL=f"nats://{url.hostname}:{url.port}")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([firegate, "deadletter", *args], capture_output=True, text=True, env=env,
-                              timeout=30)
+        return subprocess.run(
+            [firegate, "deadletter", *args], capture_output=True, text=True, env=env, timeout=30
+        )
 
     rig.fake.fail_next(1, status=422)
     other_fake = FakeDispatch119()
@@ -328,7 +330,10 @@ async def test_ops_list_and_replay_dead_letters_and_they_arrive(rig: Rig) -> Non
         assert listed.returncode == 0, listed.stderr
         (row,) = json.loads(listed.stdout)
         assert (row["destination"], row["reason"], row["subject"], row["event_id"]) == (
-            "119", "refused", "fire.confirmed.SH-1", "inc-parked.confirmed.1"
+            "119",
+            "refused",
+            "fire.confirmed.SH-1",
+            "inc-parked.confirmed.1",
         )
         assert (await asyncio.to_thread(cli, "replay", "999")).returncode == 1
         replayed = await asyncio.to_thread(cli, "replay", str(row["seq"]))

@@ -246,9 +246,7 @@ async def test_two_instances_share_the_work_and_agree(bench: Bench) -> None:
         target = rows[0]
         assert (await bench.call("confirm", id=target["incident"], operator="wang"))["ok"]
         await wait_until(
-            lambda: all(
-                r["state"] == "confirmed" for lc in (one, two) for r in lc.rows(site=target["site"])
-            ),
+            lambda: all(r["state"] == "confirmed" for lc in (one, two) for r in lc.rows(site=target["site"])),
             5,
         )
         assert len(await stored(bench.nc, "fire.confirmed.>")) == 1

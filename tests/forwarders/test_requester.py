@@ -27,8 +27,10 @@ def _info(**fields: object) -> dict[str, str]:
     ("headers", "expected"),
     [
         (_info(acc="OPS", user="seat-1", name="seat one", host="10.0.0.5"), "OPS/seat-1"),
-        (_info(acc="OPS", user="UAOTCODXHM6IJIUY5OOH3C4SKGE3HHZ7MHUTYED7YWDNFBDPL4HS3KF4"),
-         "OPS/UAOTCODXHM6IJIUY5OOH3C4SKGE3HHZ7MHUTYED7YWDNFBDPL4HS3KF4"),
+        (
+            _info(acc="OPS", user="UAOTCODXHM6IJIUY5OOH3C4SKGE3HHZ7MHUTYED7YWDNFBDPL4HS3KF4"),
+            "OPS/UAOTCODXHM6IJIUY5OOH3C4SKGE3HHZ7MHUTYED7YWDNFBDPL4HS3KF4",
+        ),
         (None, None),
         ({}, None),
         ({REQUEST_INFO_HEADER: ""}, None),

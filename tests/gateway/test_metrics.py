@@ -207,9 +207,7 @@ async def test_log_lines_carry_device_and_serial(
     await dev.close()
 
 
-@pytest.mark.parametrize(
-    "options", [quick_options(known_devices={"309": []}, registry_policy="reject")]
-)
+@pytest.mark.parametrize("options", [quick_options(known_devices={"309": []}, registry_policy="reject")])
 async def test_a_refused_device_is_named_in_the_close_line(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -240,8 +238,9 @@ async def spooling_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Spool
         Spool(tmp_path / "spool") as spool,
         Publisher(nc, spool, FAST) as publisher,
     ):
-        gw = make_gateway(GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False),
-                          JetStreamSink(publisher))
+        gw = make_gateway(
+            GatewayOptions(host="127.0.0.1", port=0, clock_sync_on_connect=False), JetStreamSink(publisher)
+        )
         task = asyncio.create_task(serve(gw))
         await asyncio.wait_for(gw.ready.wait(), 5)
         try:

@@ -17,5 +17,3 @@ def firegate(tmp_path: Path) -> Iterator[Firegate]:
         yield fg
     finally:
         fg.kill_all()
-
-

@@ -68,9 +68,7 @@ class Firegate:
                 if r.status == 200:
                     return
             time.sleep(0.1)
-        raise AssertionError(
-            "firegate not ready in 30 s: " + self.log.read_text()[-2000:]
-        )
+        raise AssertionError("firegate not ready in 30 s: " + self.log.read_text()[-2000:])
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=5) as r:

@@ -28,7 +28,11 @@ IDLE = 1.0  # gb26875.idle_timeout, shortened
 async def gateway(nc: NATS, **options: Any) -> AsyncIterator[tuple[Gateway, MemorySink]]:
     sink = MemorySink()
     options = GatewayOptions(
-        host="127.0.0.1", port=0, clock_sync_on_connect=False, idle_timeout=IDLE, sweep_interval=0.1,
+        host="127.0.0.1",
+        port=0,
+        clock_sync_on_connect=False,
+        idle_timeout=IDLE,
+        sweep_interval=0.1,
         **options,
     )
     gw = make_gateway(options, sink)
@@ -60,8 +64,11 @@ async def two_gateways(
 
 
 def link_events(sink: MemorySink, device: str) -> list[str]:
-    return [type(e).__name__ for e in sink.events if isinstance(e, DeviceOnline | DeviceOffline)
-            and e.device == device]
+    return [
+        type(e).__name__
+        for e in sink.events
+        if isinstance(e, DeviceOnline | DeviceOffline) and e.device == device
+    ]
 
 
 async def heartbeats(gw: Gateway, address: int, seconds: float) -> Uitd:

@@ -76,8 +76,10 @@ BAD_CONFIGS = [
     ("faults: {mqtt: [{url: 'mqtt://broker:1883', tls_ca: cfg.yaml}]}", "faults.mqtt.0.tls_ca"),
     ("faults: {mqtt: [{url: 'mqtt://b:1883', kinds: [alarm]}]}", "faults.mqtt.0.kinds.0"),
     ("faults: {webhooks: [{url: 'https://hook.example', sites: ['a b']}]}", "faults.webhooks.0.sites.0"),
-    ("faults: {webhooks: [{url: 'https://hook.example', system_types: [256]}]}",
-     "faults.webhooks.0.system_types.0"),
+    (
+        "faults: {webhooks: [{url: 'https://hook.example', system_types: [256]}]}",
+        "faults.webhooks.0.system_types.0",
+    ),
     ("alarms: {auto_confirm: {detectors: -1}}", "alarms.auto_confirm.detectors"),
     ("alarms: {auto_confirm: {escalate_after: 0}}", "alarms.auto_confirm.escalate_after"),
     ("alarms: {catch_up: 90000, retention: 3600}", "alarms.catch_up"),
@@ -280,8 +282,7 @@ def test_env_json_problems_name_the_key_and_the_variable(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError) as info:
         load_settings(None)
     assert str(info.value) == (
-        "faults.mqtt.0.topic_prefx: unknown key (did you mean 'topic_prefix'?) "
-        "[env FIREGATE_FAULTS__MQTT]"
+        "faults.mqtt.0.topic_prefx: unknown key (did you mean 'topic_prefix'?) [env FIREGATE_FAULTS__MQTT]"
     )
 
 

@@ -132,8 +132,17 @@ async def test_courier_retry_and_dead_letter_lines_carry_the_device(caplog: pyte
     from firegate.forwarders.courier import Courier, CourierSettings
 
     event = DeviceInfo(
-        id="74565.raw.1", device="74565", site="s1", occurred_at=None, received_at=datetime.now(UTC),
-        raw="", info_type=1, info_type_name="x", info_type_zh="x", point=Point(), data={},
+        id="74565.raw.1",
+        device="74565",
+        site="s1",
+        occurred_at=None,
+        received_at=datetime.now(UTC),
+        raw="",
+        info_type=1,
+        info_type_name="x",
+        info_type_zh="x",
+        point=Point(),
+        data={},
     )
     js = _Js()
     courier = Courier(

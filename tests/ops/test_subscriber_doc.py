@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "subscriber-119.md"
 SCHEMAS = ROOT / "docs" / "schemas"
 
+
 def json_examples() -> list[tuple[int, str]]:
     """(line number, text) of every ```json block of the page."""
     text = PAGE.read_text(encoding="utf-8")

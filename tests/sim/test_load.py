@@ -195,8 +195,16 @@ def test_a_run_that_lost_its_connections_is_not_ok() -> None:
     stats = SimStats()
     stats.count_sent("fire")
     stats.confirmed = 1
-    kwargs = dict(host=HOST, port=9001, transport="tcp", devices=5, duration_s=1.0, generated=1,
-                  never_connected=0, nofile_limit=1024)
+    kwargs = dict(
+        host=HOST,
+        port=9001,
+        transport="tcp",
+        devices=5,
+        duration_s=1.0,
+        generated=1,
+        never_connected=0,
+        nofile_limit=1024,
+    )
     assert LoadReport.from_stats(stats, connections_held=5, **kwargs).ok  # type: ignore[arg-type]
     lost = LoadReport.from_stats(stats, connections_held=2, **kwargs)  # type: ignore[arg-type]
     assert not lost.ok and "held 2/5" in lost.render() and "FAILED" in lost.render()
