@@ -26,17 +26,18 @@ from dataclasses import dataclass, field
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from firegate.aio import stop_if_cancelled
 from firegate.bus.events import Envelope, parse_event
+from firegate.bus.jetstream import StreamSettings, ensure_stream
 from firegate.forwarders import metrics as m
 from firegate.forwarders.consumer import subscribe
 from firegate.forwarders.delivery import Delivery, Destination
 from firegate.forwarders.errors import DeliveryError, DeliveryFailed
 from firegate.forwarders.precedence import Precedence
+from firegate.forwarders.supervise import restarting
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,15 @@ def _key_of_event(event: Envelope) -> str:
 
 
 async def ensure_dead_letter_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    config = StreamConfig(
+    """As every stream of firegate's: created, or brought to ``replicas`` at start."""
+    settings = StreamSettings(
         name=DEAD_LETTER_STREAM,
-        subjects=[f"{DEAD_LETTER_PREFIX}.>"],
-        storage=StorageType.FILE,
-        num_replicas=replicas,
+        subjects=(f"{DEAD_LETTER_PREFIX}.>",),
         max_age=400 * 86400.0,
+        num_replicas=replicas,
+        allow_atomic=False,  # parked one at a time
     )
-    try:
-        await js.stream_info(DEAD_LETTER_STREAM)
-    except nats.js.errors.NotFoundError:
-        await js.add_stream(config)
+    await ensure_stream(js, settings)
 
 
 def couriers_readiness(couriers: list[Courier]) -> tuple[bool, str]:
@@ -156,14 +155,12 @@ class Courier:
         link = None
         if inspect.iscoroutinefunction(keep_link):
             link = asyncio.create_task(keep_link(), name=f"{self.label} link")
+
+        def with_traceback() -> None:  # an ExceptionGroup from a lane, or the pump itself: a bug
+            log.exception("%s forwarder: an unexpected error", self.label)
+
         try:
-            while True:
-                stop_if_cancelled()
-                try:
-                    await self._session()
-                except Exception as e:  # an ExceptionGroup from a lane, or the pump itself
-                    log.exception("%s forwarder: restarting after an unexpected error: %r", self.label, e)
-                    await asyncio.sleep(1.0)
+            await restarting(f"{self.label} forwarder", self._session, with_traceback)
         finally:
             if link is not None:
                 link.cancel()

@@ -378,3 +378,25 @@ async def test_a_busy_lane_is_held_and_waiting_snapshots_collapse_to_the_newest(
 async def _consumer_has(rig: Rig, n: int) -> bool:
     info = await rig.js.consumer_info("FIRE", "fwd-119-test")
     return bool(info.delivered.stream_seq >= n)
+
+
+async def test_the_dead_letter_stream_an_older_firegate_made_is_kept_as_it_is(tmp_path: Path) -> None:
+    """The stream now comes from `ensure_stream`, as every stream of firegate's: one made by the
+    previous code (no allow_atomic) is neither refused nor rewritten."""
+    from nats.js.api import StorageType, StreamConfig
+
+    from firegate.forwarders.courier import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM
+
+    old = StreamConfig(
+        name=DEAD_LETTER_STREAM,
+        subjects=[f"{DEAD_LETTER_PREFIX}.>"],
+        storage=StorageType.FILE,
+        num_replicas=1,
+        max_age=400 * 86400.0,
+    )
+    async with running_nats_server(tmp_path / "nats") as server, nats_client(server.url) as nc:
+        js = nc.jetstream(timeout=5.0)
+        made = await js.add_stream(old)
+        await ensure_dead_letter_stream(js)
+        info = await js.stream_info(DEAD_LETTER_STREAM)
+        assert info.created == made.created and info.config.subjects == [f"{DEAD_LETTER_PREFIX}.>"]
