@@ -439,7 +439,12 @@ class Nats(_Section):
 
     def _problems(self, known: Known) -> list[Problem]:
         problems = _tls_files(self.tls_ca, self.tls_cert, self.tls_key, known)
-        if known("user", "password") and (self.user is None) != (self.password is None):
+        file = self.password_file
+        if file is not None and self.password is None and known("password_file") and _empty(file):
+            problems.append(("password_file", "the file is empty", str(file)))
+        elif known.bad("password_file") or (file is not None and self.password is None):
+            pass  # the file's own problem says it all, not "set password too"
+        elif known("user", "password") and (self.user is None) != (self.password is None):
             given, missing = ("user", "password") if self.password is None else ("password", "user")
             problems.append((given, f"user and password go together: set {missing} too, or neither", MISSING))
         given_auth = (
@@ -455,6 +460,13 @@ class Nats(_Section):
                 (methods[1], f"use one of user/password, token, creds_file or nkey_file, not {both}", MISSING)
             )
         return problems
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return not path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False  # unreadable: the key's own check says so
 
 
 RECORD_DAYS = 365  # GB 50440: at least a year of alarm records

@@ -360,8 +360,12 @@ async def ensure_kv(
             )
         except nats.js.errors.APIError as e:
             raise StreamConfigError(f"KV_{bucket}", f"cannot create: {e.description}") from e
+        log.info("created KV bucket %s", bucket)
+        created = True
         if not allow_atomic:
             return kv
+    else:
+        created = False
     stream = f"KV_{bucket}"
     current = (await js.stream_info(stream)).config
     changes: dict[str, Any] = {}
@@ -376,7 +380,8 @@ async def ensure_kv(
             await js.update_stream(current.evolve(**changes))
         except nats.js.errors.APIError as e:
             raise StreamConfigError(stream, f"cannot update {sorted(changes)}: {e.description}") from e
-        log.info("updated KV bucket %s: %s", bucket, changes)
+        if not created:  # a new bucket's atomic batches are part of its creation, not news
+            log.info("updated KV bucket %s: %s", bucket, changes)
     return kv
 
 

@@ -618,3 +618,16 @@ def test_a_misspelled_secret_key_is_named_and_its_value_never_shown(
     assert config_check(path) == 1
     out, err = capsys.readouterr()
     assert "nats.pasword" in err and "SECRETtypo55" not in out + err
+
+
+@pytest.mark.parametrize(("content", "reason"), [(None, "file not found"), ("", "the file is empty")])
+def test_a_password_file_missing_or_empty_is_named_alone(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    """Its own problem only: not also "user and password go together" (the user gave both)."""
+    if content is not None:
+        (tmp_path / "pw").write_text(content)
+    path = write(tmp_path, "nats:\n  url: nats://127.0.0.1:4299\n  user: seat-1\n  password_file: pw\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert [(p.key, p.reason) for p in info.value.problems] == [("nats.password_file", reason)]
