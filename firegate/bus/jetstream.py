@@ -30,6 +30,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
+from firegate import subjects
 from firegate.bus import metrics
 from firegate.bus.errors import NatsConnectError, PublishError, StreamConfigError
 from firegate.bus.permissions import Identity, PermissionViolation, identity, refusals
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MSG_ID_HEADER: Final = "Nats-Msg-Id"
+MSG_ID_HEADER: Final = subjects.MSG_ID_HEADER
 # JetStream atomic batch publishing (ADR-50): stored all or nothing, and on a single-node file
 # stream the whole batch costs one fsync instead of one per message (group commit).
 BATCH_ID_HEADER: Final = "Nats-Batch-Id"

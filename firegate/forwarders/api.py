@@ -13,8 +13,10 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-PREFIX = "firegate.alarm"
-QUEUE = "firegate-lifecycle"
+from firegate import subjects
+
+PREFIX = subjects.ALARM_API
+QUEUE = subjects.ALARM_QUEUE
 ACTIONS = ("list", "confirm", "dismiss")
 
 

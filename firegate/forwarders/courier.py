@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
+from firegate import subjects
 from firegate.aio import stop_if_cancelled
 from firegate.bus.events import Envelope, parse_event
 from firegate.bus.jetstream import StreamSettings, ensure_stream
@@ -42,7 +43,7 @@ from firegate.forwarders.supervise import restarting
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_STREAM = "FIRE_DEADLETTER"
-DEAD_LETTER_PREFIX = "firegate.deadletter"
+DEAD_LETTER_PREFIX = subjects.DEAD_LETTERS
 REPLAY_FOR = "Firegate-Replay-For"  # header of a replayed dead letter: the one consumer it is for
 
 
@@ -364,7 +365,7 @@ class Courier:
         key = event.subject.rsplit(".", 1)[-1] if event is not None else "unknown"
         subject = f"{DEAD_LETTER_PREFIX}.{self.settings.durable}.{key}"
         headers = {
-            "Nats-Msg-Id": f"{self.settings.durable}.{msg.metadata.sequence.stream}",
+            subjects.MSG_ID_HEADER: f"{self.settings.durable}.{msg.metadata.sequence.stream}",
             "Firegate-Destination": self.label,
             "Firegate-Reason": reason,
             "Firegate-Detail": detail.replace("\r", " ").replace("\n", " ")[:1000],

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from firegate import subjects
 from firegate.aio import stop_if_cancelled
 from firegate.bus.events import (
     DeviceOffline,
@@ -43,8 +44,8 @@ from firegate.forwarders.supervise import restarting
 log = logging.getLogger(__name__)
 
 BUCKET = "FIRE_FAULTS"
-LIST_SUBJECT = "firegate.fault.list"
-QUEUE = "firegate-faults"
+LIST_SUBJECT = subjects.FAULT_LIST
+QUEUE = subjects.FAULT_QUEUE
 MARKER_KEEP = timedelta(days=1)  # a cleared fault's marker outlives any redelivery or replay
 
 

@@ -13,7 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-REQUEST_INFO_HEADER: Final = "Nats-Request-Info"
+from firegate import subjects
+
+REQUEST_INFO_HEADER: Final = subjects.REQUEST_INFO_HEADER
 
 
 def attested_user(headers: Mapping[str, str] | None) -> str | None:

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
+from firegate import subjects
 from firegate.aio import stop_if_cancelled
 from firegate.codecs.gb26875 import DataUnitError, EncodeError, frame_to_json
 from firegate.codecs.gb26875.objects import OBJECT_CLASSES, InfoObject, Reserved
@@ -34,9 +35,9 @@ from firegate.gateway.server import Gateway
 from firegate.gateway.session import CommandFailed
 
 log = logging.getLogger("firegate.gateway.remote")
-PREFIX = "firegate.cmd"
+PREFIX = subjects.COMMANDS
 ACTIONS = ("clock_sync", "init", "duty_check", "read")
-PRESENCE_PREFIX = "firegate.presence"  # gateway to gateway only
+PRESENCE_PREFIX = subjects.PRESENCE  # gateway to gateway only
 STALL_BACKOFF = 10.0  # s without presence questions after one went unanswered as a whole
 
 
