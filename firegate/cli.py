@@ -340,9 +340,10 @@ async def _cli_connect(config: str | None) -> Any:
     __NKEY_FILE, __INBOX_PREFIX)."""
     import asyncio
     import os
-    import pathlib
 
     import nats
+
+    from firegate.secrets import read_secret
 
     options: dict[str, Any] = {}
     if config:
@@ -370,10 +371,9 @@ async def _cli_connect(config: str | None) -> Any:
             path = os.environ.get(var)
             if path and key not in options:
                 try:
-                    text = await asyncio.to_thread(pathlib.Path(path).read_text, encoding="utf-8")
+                    options[key] = await asyncio.to_thread(read_secret, path)
                 except OSError as e:
                     raise SystemExit(f"firegate: {var}: cannot read {path}: {e.strerror}") from None
-                options[key] = text.rstrip("\r\n")
         for var, option in (("CREDS_FILE", "user_credentials"), ("NKEY_FILE", "nkeys_seed")):
             path = os.environ.get(f"FIREGATE_NATS__{var}")
             if path:

@@ -58,7 +58,7 @@ from firegate.configfile import (
 from firegate.devicetime import DEFAULT_ZONE, zone_named
 from firegate.errors import MISSING, ConfigError, ConfigProblem, mask_url
 from firegate.gateway.serial.config import Panels
-from firegate.secrets import FILE_SUFFIX, conflicts, secret_from_files
+from firegate.secrets import FILE_SUFFIX, conflicts, read_secret, secret_from_files
 
 ENV_PREFIX = "FIREGATE_"
 EMBEDDED_HOST = "127.0.0.1"
@@ -464,7 +464,7 @@ class Nats(_Section):
 
 def _empty(path: Path) -> bool:
     try:
-        return not path.read_text(encoding="utf-8").strip()
+        return not read_secret(path).strip()
     except (OSError, UnicodeDecodeError):
         return False  # unreadable: the key's own check says so
 

@@ -16,6 +16,11 @@ from typing import Any
 FILE_SUFFIX = "_file"
 
 
+def read_secret(path: str | Path) -> str:
+    """A secret file's content: the secret, without the line end an editor or `echo` adds."""
+    return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+
+
 def secret_from_files(data: Any, secret_names: Iterable[str]) -> Any:
     """A section's raw input with each ``<name>_file`` read into ``<name>``. A missing or
     unreadable file is left to the ``<name>_file`` key's own check, which names it."""
@@ -29,7 +34,7 @@ def secret_from_files(data: Any, secret_names: Iterable[str]) -> Any:
         if out.get(name) not in (None, ""):
             continue  # both given: conflicts() reports it, naming no secret
         try:
-            out[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            out[name] = read_secret(path)
         except (OSError, UnicodeDecodeError):
             continue
     return out
@@ -43,7 +48,7 @@ def conflicts(section: object, secret_names: Iterable[str]) -> list[str]:
         if value is None or path is None:
             continue
         try:
-            from_file = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            from_file = read_secret(path)
         except (OSError, UnicodeDecodeError):
             continue  # the file key's own check names it
         if value.get_secret_value() != from_file:

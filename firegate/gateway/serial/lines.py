@@ -5,30 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from firegate.codecs.api import LineSettings
 from firegate.codecs.registry import Registry, discover
 from firegate.errors import StartupError
 from firegate.forwarders.supervise import restarting
 from firegate.gateway.liveness import DeviceTracker
+from firegate.gateway.serial import metrics
 from firegate.gateway.serial.config import Panel
 from firegate.gateway.serial.dialects import BROKEN, line_codecs
 from firegate.gateway.serial.line import PanelLine
 from firegate.gateway.serial.points import points_of
-from firegate.gateway.serial.port import LineProtocol, PortSettings, SerialLine
 from firegate.gateway.serial.uitd import UitdLine
 from firegate.gateway.server import Gateway
 from firegate.ingest import Ingest
+from firegate.ops.logging import FieldsAdapter, Throttle
 
 log = logging.getLogger("firegate.gateway.serial")
 
 
-def serial_lines(
-    panels: Sequence[Panel], gateway: Gateway, registry: Registry | None = None
-) -> list[SerialLine]:
+def serial_lines(panels: Sequence[Panel], gateway: Gateway, registry: Registry | None = None) -> list[Line]:
     """One runner per configured line; raises StartupError naming ``panels.N.<key>`` for a
     dialect that is not installed or cannot work as configured."""
-    lines: list[SerialLine] = []
+    lines: list[Line] = []
     if panels and registry is None:
         registry = discover()
     for i, codec, problem in line_codecs(panels, registry or Registry()):
@@ -50,28 +49,34 @@ def serial_lines(
     return lines
 
 
-class BrokenLine(SerialLine):
-    """A panel whose dialect's plugin does not load: its link is down (one offline event, a
-    fault the operators see) and the reason is logged, while every other input runs."""
+class Line(Protocol):
+    """What `run_lines` runs: a line that is read, or one that cannot be."""
+
+    name: str
+    panel: Panel
+
+    async def run(self) -> None: ...
+
+
+class BrokenLine:
+    """A panel whose dialect's plugin does not load: its port is never opened, its link is down
+    (one offline event, a fault the operators see) and the reason is logged, while every other
+    input runs."""
 
     def __init__(
         self, panel: Panel, key: str, reason: str, ingest: Ingest, site_of: Callable[[str], str]
     ) -> None:
-        super().__init__(panel, key, PortSettings.of(panel, LineSettings()))
         assert panel.device is not None
+        self.panel = panel
+        self.key = key
+        self.name = panel.name
         self.device = panel.device
         self.reason = reason
         self.ingest = ingest
         self.site = panel.site or site_of(panel.device)
-
-    def protocol(self) -> LineProtocol:
-        raise NotImplementedError  # never opened
-
-    def opened(self, protocol: LineProtocol) -> None:
-        raise NotImplementedError
-
-    def lost(self, protocol: LineProtocol) -> None:
-        raise NotImplementedError
+        metrics.LINK_UP.labels(self.name).set(0)
+        self.log = FieldsAdapter(log, {"panel": self.name})
+        self.throttle = Throttle(self.log, every=60.0)
 
     async def run(self) -> None:
         self.log.error(
@@ -93,7 +98,7 @@ class BrokenLine(SerialLine):
         await asyncio.Event().wait()  # until cancelled: nothing to read
 
 
-async def run_lines(lines: Sequence[SerialLine]) -> None:
+async def run_lines(lines: Sequence[Line]) -> None:
     """Every line until cancelled; each reopens its own port on its own."""
     if not lines:
         return
